@@ -1,0 +1,23 @@
+# Every target first runs scripts/bootstrap, which makes the venv, installs the project
+# and its dev tools, and installs redis-server where it is missing (idempotent, fast
+# when nothing changed).
+PY := .venv/bin/python
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup verify test lint bench
+
+setup:
+	@./scripts/bootstrap
+
+verify: setup
+	$(PY) -m model.cli verify --json out/verify.json
+
+lint: setup
+	.venv/bin/ruff check model reference tests
+	.venv/bin/mypy
+
+test: lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m model.bench

@@ -1,0 +1,177 @@
+"""The numbered invariants, and the functions that check them.
+
+Every checker (the stateful check, the explorer, the verify table, the unit tests) calls
+these functions and nothing else, so an invariant means the same thing everywhere. They
+judge an `Observation`: what a store (or the model) retains, as a tuple of runs, plus how
+many cleanup workers are alive. Invariants over one observation are in
+`state_violations`; those over a step (before, call, after) in `step_violations`.
+
+`specs/invariants.md` states each in prose and names the test that checks it; a test
+fails if an id here is missing there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from model.lifecycle import TRANSITIONS
+from model.policy import Policy
+from model.records import Run
+from model.spec import ModelState, expired
+
+
+@dataclass(frozen=True, slots=True)
+class Invariant:
+    id: str
+    title: str
+
+
+INVARIANTS: dict[str, Invariant] = {i.id: i for i in (
+    Invariant("I1", "terminal runs retained <= max_terminal"),
+    Invariant("I2", "runs retained <= max_active + max_terminal"),
+    Invariant("I3", "active runs <= max_active (admission control)"),
+    Invariant("I4", "an active run is never evicted"),
+    Invariant("I5", "no terminal run past its TTL is visible"),
+    Invariant("I6", "terminated_at is set iff the status is terminal"),
+    Invariant("I7", "terminated_at is stamped once and never changed"),
+    Invariant("I8", "updated_at never decreases"),
+    Invariant("I9", "status changes follow the transition table"),
+    Invariant("I10", "a refused call changes nothing"),
+    Invariant("I11", "at most one cleanup worker is alive, none after close"),
+    Invariant("I12", "events buffered per run <= max_events_per_run"),
+    Invariant("I13", "every result and error equals the model's"),
+    Invariant("I14", "the runs retained equal the model's"),
+)}
+
+
+class InvariantViolation(AssertionError):
+    """Raised by a checker when a store breaks an invariant. One subclass per invariant,
+    so Hypothesis tells the failures apart and reports each with its own example."""
+
+    invariant: str = "?"
+
+    def __init__(self, message: str, trace: tuple[str, ...] = ()) -> None:
+        self.trace = trace
+        super().__init__(message)
+
+
+VIOLATIONS: dict[str, type[InvariantViolation]] = {
+    iid: type(f"{iid}Violation", (InvariantViolation,), {"invariant": iid})
+    for iid in INVARIANTS
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    runs: tuple[Run, ...]
+    workers: int = 0
+
+    def by_id(self) -> dict[str, Run]:
+        return {r.run_id: r for r in self.runs}
+
+    @classmethod
+    def of(cls, state: ModelState) -> Observation:
+        return cls(state.runs, int(state.worker))
+
+
+Violation = tuple[str, str]  # (invariant id, what was seen)
+
+
+def state_violations(obs: Observation, policy: Policy) -> list[Violation]:
+    """I1, I2, I3, I6, I11, I12: what must hold of any single observation."""
+    out: list[Violation] = []
+    terminal = [r for r in obs.runs if r.terminal]
+    active = [r for r in obs.runs if r.active]
+    if policy.max_terminal is not None and len(terminal) > policy.max_terminal:
+        out.append(("I1", f"{len(terminal)} terminal runs retained, "
+                          f"max_terminal is {policy.max_terminal}"))
+    bound = policy.size_bound
+    if bound is not None and len(obs.runs) > bound:
+        out.append(("I2", f"{len(obs.runs)} runs retained, bound is {bound} "
+                          f"({len(active)} active, {len(terminal)} terminal)"))
+    if policy.max_active is not None and len(active) > policy.max_active:
+        out.append(("I3", f"{len(active)} active runs, max_active is {policy.max_active}"))
+    for r in obs.runs:
+        if (r.terminated_at is not None) != r.terminal:
+            out.append(("I6", f"run {r.run_id!r} is {r.status} with "
+                              f"terminated_at={r.terminated_at}"))
+    if obs.workers > 1:
+        out.append(("I11", f"{obs.workers} cleanup workers alive"))
+    cap = policy.max_events_per_run
+    for r in obs.runs:
+        if cap is not None and len(r.events) > cap:
+            out.append(("I12", f"run {r.run_id!r} buffers {len(r.events)} events, "
+                               f"max_events_per_run is {cap}"))
+    return out
+
+
+def step_violations(before: Observation, after: Observation, *, op: str,
+                    run_id: object, refused: bool,
+                    model_after: Observation | None = None) -> list[Violation]:
+    """I4, I7, I8, I9, I10: what must hold of a step. A successful `start(run_id)`
+    replaces a terminal run, so that run is a new one and its history starts over.
+    `model_after` is the oracle for I4: a run may vanish only if the model says it was
+    terminated and evicted in this step."""
+    out: list[Violation] = []
+    old, new = before.by_id(), after.by_id()
+    if refused and (old != new or before.workers != after.workers):
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        out.append(("I10", f"refused {op}({run_id!r}) changed runs {changed} "
+                           f"(workers {before.workers} -> {after.workers})"))
+    oracle = model_after.by_id() if model_after is not None else {}
+    for rid, was in old.items():
+        now = new.get(rid)
+        if now is None:
+            if was.active and model_after is not None and rid in oracle and \
+                    oracle[rid].active:
+                out.append(("I4", f"active run {rid!r} ({was.status}) was evicted by "
+                                  f"{op}({run_id!r})"))
+            continue
+        if op == "start" and rid == run_id and not refused:
+            continue  # a new run under an old id
+        if was.terminated_at is not None and now.terminated_at != was.terminated_at:
+            out.append(("I7", f"run {rid!r}: terminated_at {was.terminated_at} -> "
+                              f"{now.terminated_at} by {op}"))
+        if now.updated_at < was.updated_at:
+            out.append(("I8", f"run {rid!r}: updated_at {was.updated_at} -> "
+                              f"{now.updated_at} by {op}"))
+        if now.status is not was.status and now.status not in TRANSITIONS[was.status]:
+            out.append(("I9", f"run {rid!r}: {was.status} -> {now.status} by {op}"))
+    return out
+
+
+def visibility_violations(runs: Iterable[Run], policy: Policy, now: float
+                          ) -> list[Violation]:
+    """I5, over the runs a read returned."""
+    return [("I5", f"run {r.run_id!r} returned {now - (r.terminated_at or 0):g}s after it "
+                   f"terminated, ttl is {policy.ttl}")
+            for r in runs if expired(r, policy, now)]
+
+
+def retained_violations(store: Mapping[str, Run], model: Mapping[str, Run]
+                        ) -> list[Violation]:
+    """I14: the store keeps exactly the runs the model keeps, field for field."""
+    if store == model:
+        return []
+    extra = sorted(store.keys() - model.keys())
+    missing = sorted(model.keys() - store.keys())
+    differ = sorted(k for k in store.keys() & model.keys() if store[k] != model[k])
+    detail = "; ".join(f"{k!r}: store {store[k]} != model {model[k]}" for k in differ[:2])
+    return [("I14", f"retained runs differ: extra {extra}, missing {missing}, "
+                    f"changed {differ} {detail}")]
+
+
+def check_valid(state: ModelState) -> None:
+    """Assert every single-state invariant of a model state, and its own structure.
+    An expensive no-op when all is well; the model's tests and the explorer call it."""
+    problems = state_violations(Observation.of(state), state.policy)
+    seqs = [r.seq for r in state.runs]
+    ids = [r.run_id for r in state.runs]
+    if seqs != sorted(set(seqs)) or (seqs and seqs[-1] >= state.next_seq):
+        problems.append(("I14", f"model runs out of start order: {seqs}"))
+    if len(set(ids)) != len(ids):
+        problems.append(("I14", f"duplicate run ids: {ids}"))
+    if problems:
+        iid, message = problems[0]
+        raise VIOLATIONS[iid](message)

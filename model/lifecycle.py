@@ -1,0 +1,68 @@
+"""The run lifecycle: statuses and the one transition table.
+
+Rules of this module: everything that decides whether a status may follow another lives
+here, in `TRANSITIONS`, a literal. The prose table in `specs/lifecycle.md` and the state
+diagram are generated from it (`runbound spec`), and a test fails when they drift. This
+module knows nothing of time, storage or threads.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+from model.errors import IllegalTransition, InvalidArgument
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        return self in ACTIVE
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+ACTIVE: Final = frozenset({Status.PENDING, Status.RUNNING})
+TERMINAL: Final = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+
+#: status -> the statuses a `transition` call may move it to. Terminal statuses are
+#: absorbing (no way out); a self-loop is not a transition. The lease sweep moves an
+#: active run to FAILED through this same table.
+TRANSITIONS: Final[dict[Status, frozenset[Status]]] = {
+    Status.PENDING: frozenset({Status.RUNNING, Status.FAILED, Status.CANCELLED}),
+    Status.RUNNING: frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED}),
+    Status.COMPLETED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+
+
+def as_status(run_id: object, value: object) -> Status:
+    """`value` as a Status, or InvalidArgument (strings like "running" are accepted)."""
+    if isinstance(value, Status):
+        return value
+    if isinstance(value, str):
+        try:
+            return Status(value)
+        except ValueError:
+            pass
+    raise InvalidArgument(run_id, None, f"status must be one of {[s.value for s in Status]}, "
+                          f"got {value!r}")
+
+
+def check_transition(run_id: str, current: Status, target: Status) -> None:
+    """Raise IllegalTransition unless the table allows current -> target."""
+    allowed = TRANSITIONS[current]
+    if target not in allowed:
+        names = ", ".join(sorted(s.value for s in allowed)) or "none: it is terminal"
+        raise IllegalTransition(
+            run_id, current, f"T1: cannot move {current} -> {target}; allowed: {names}"
+        )

@@ -1,0 +1,80 @@
+"""Retention policy: what a store keeps, for how long, and how it cleans up.
+
+Every limit is optional (None = that feature is off). A limit that is negative, NaN,
+infinite or of the wrong type is refused with PolicyError when the policy is built, so
+no store ever holds a policy it cannot honour.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+from model.errors import PolicyError
+
+
+class SweepMode(StrEnum):
+    """When time-driven retention (TTL expiry, lease reaping) is applied.
+
+    LAZY: at the start of every mutating call. BACKGROUND: only by `prune()`, which the
+    cleanup worker calls every interval. BOTH: both. The caps (`max_terminal`,
+    `max_active`) do not wait for a sweep: they hold after every call in every mode.
+    """
+
+    LAZY = "lazy"
+    BACKGROUND = "background"
+    BOTH = "both"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    #: seconds a terminal run is kept after `terminated_at`; expired when
+    #: `now >= terminated_at + ttl` (one expiry test, `expired()`, used everywhere).
+    ttl: float | None = None
+    #: most terminal runs retained; the oldest terminated (then oldest started) go first.
+    max_terminal: int | None = None
+    #: most active runs; a `start` beyond it raises AdmissionRefused.
+    max_active: int | None = None
+    #: ring buffer size per run; the oldest event is dropped and counted.
+    max_events_per_run: int | None = None
+    #: lease: an active run not updated for this long is moved to FAILED by a sweep.
+    stale_after: float | None = None
+    sweep: SweepMode = SweepMode.LAZY
+
+    def __post_init__(self) -> None:
+        for name in ("ttl", "stale_after"):
+            _check_number(name, getattr(self, name), integral=False)
+        for name in ("max_terminal", "max_active", "max_events_per_run"):
+            _check_number(name, getattr(self, name), integral=True)
+        if not isinstance(self.sweep, SweepMode):
+            try:
+                object.__setattr__(self, "sweep", SweepMode(self.sweep))
+            except ValueError:
+                raise PolicyError("sweep", self.sweep,
+                                  f"P2: sweep must be one of {[m.value for m in SweepMode]}"
+                                  ) from None
+
+    @property
+    def lazy(self) -> bool:
+        return self.sweep is not SweepMode.BACKGROUND
+
+    @property
+    def size_bound(self) -> int | None:
+        """The most runs a store under this policy may hold (invariant I2), if bounded."""
+        if self.max_active is None or self.max_terminal is None:
+            return None
+        return self.max_active + self.max_terminal
+
+
+def _check_number(name: str, value: object, *, integral: bool) -> None:
+    if value is None:
+        return
+    kinds: tuple[type, ...] = (int,) if integral else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an int" if integral else "a number"
+        raise PolicyError(name, value, f"P1: {name} must be {kind} or None, got {value!r}")
+    assert isinstance(value, int | float)
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise PolicyError(name, value,
+                          f"P1: {name} must be finite and >= 0, got {value!r}")

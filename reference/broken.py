@@ -1,0 +1,107 @@
+"""Deliberately broken stores: each is the reference store with one defect, so that every
+checker can prove, in the test suite, that it catches that defect. Never use them.
+
+Each overrides one seam of MemoryRunStore and names the invariants it must break.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import Any
+
+from model import spec
+from model.errors import AdmissionRefused
+from model.lifecycle import Status, as_status
+from model.records import Run
+from reference.memory import MemoryRunStore
+
+
+class EvictsActiveStore(MemoryRunStore):
+    """The cap evicts the oldest *run*, whatever its status, when terminal runs exceed it."""
+
+    breaks = ("I4",)
+
+    def _enforce_cap(self) -> tuple[str, ...]:
+        cap = self.policy.max_terminal
+        evicted: list[str] = []
+        while cap is not None and len(self._terminal) > cap:
+            run = self._by_seq.peekitem(0)[1]  # oldest started, active or not
+            self._remove(run)
+            evicted.append(run.run_id)
+        return tuple(sorted(evicted))
+
+
+class CountsOnlyTerminalStore(MemoryRunStore):
+    """Admission control counts terminal runs against the bound instead of active ones,
+    as the first seed's cap does: active runs grow past max_active and the total bound."""
+
+    breaks = ("I2", "I3")
+
+    def start(self, run_id: str) -> Run:
+        cap = self.policy.max_active
+        if cap is not None:
+            with self._lock:
+                if len(self._terminal) >= cap + (self.policy.max_terminal or 0):
+                    raise AdmissionRefused(run_id, "absent", "S2: store full")
+        policy, self.policy = self.policy, replace(self.policy, max_active=None)
+        try:
+            return super().start(run_id)
+        finally:
+            self.policy = policy
+
+
+class RestampsTerminatedAtStore(MemoryRunStore):
+    """Lets a terminal run change terminal status (COMPLETED -> FAILED, say) and stamps
+    terminated_at again each time, which also restarts its TTL."""
+
+    breaks = ("I7",)
+
+    def transition(self, run_id: str, status: Status | str) -> Run:
+        target = as_status(run_id, status)
+        with self._lock:
+            old = self._by_id.get(run_id)
+            if old is not None and old.terminal and target.terminal and target is not old.status:
+                now = self._now()
+                new = replace(old, status=target, updated_at=now, terminated_at=now)
+                self._unindex(old)
+                self._index(new)
+                return new
+        return super().transition(run_id, status)
+
+
+class TwoWorkersStore(MemoryRunStore):
+    """Every start_cleanup_worker starts a thread, whether one runs or not (the first
+    seed's unlocked check-then-start, with the race always lost). close() still stops
+    them all, so the defect is the count, not a leak."""
+
+    breaks = ("I11",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._extra: list[tuple[threading.Thread, threading.Event]] = []
+
+    def start_cleanup_worker(self, interval: float) -> bool:
+        interval = spec.check_interval(interval)
+        if self._worker.alive():
+            stop = threading.Event()
+            thread = threading.Thread(target=self._worker.run, args=(interval, stop.wait),
+                                      name=self._worker.name, daemon=True)
+            thread.start()
+            self._extra.append((thread, stop))
+        return super().start_cleanup_worker(interval)
+
+    def stop_cleanup_worker(self, timeout: float | None = None) -> bool:
+        for thread, stop in self._extra:
+            stop.set()
+            thread.join(timeout)
+        self._extra.clear()
+        return super().stop_cleanup_worker(timeout)
+
+    def close(self) -> None:
+        super().close()
+        self.stop_cleanup_worker(10.0)
+
+
+BROKEN = (EvictsActiveStore, CountsOnlyTerminalStore, RestampsTerminatedAtStore,
+          TwoWorkersStore)

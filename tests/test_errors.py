@@ -1,0 +1,115 @@
+"""Every error path, on every store: the right typed error, a message naming the run, its
+state and the rule, and the store unchanged afterwards (I10)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from model.clock import VirtualClock
+from model.errors import (
+    AdmissionRefused,
+    IllegalTransition,
+    InvalidArgument,
+    NotActive,
+    RunAlreadyActive,
+    RunboundError,
+    StoreClosed,
+    UnknownRun,
+)
+from model.lifecycle import Status
+from model.policy import Policy
+from model.protocol import RunStore
+from reference.memory import MemoryRunStore
+
+STORES: dict[str, Callable[[Policy, VirtualClock], RunStore]] = {
+    "memory": MemoryRunStore,
+}
+
+POLICY = Policy(ttl=10.0, max_terminal=3, max_active=2, max_events_per_run=2,
+                stale_after=100.0)
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, clock: VirtualClock) -> Any:
+    s = STORES[request.param](POLICY, clock)
+    s.start("live")
+    s.transition("live", Status.RUNNING)
+    s.start("done")
+    s.transition("done", Status.CANCELLED)
+    yield s
+    s.close()
+
+
+#: (call, expected error, run id named in the message, rule named in the message)
+ERRORS: list[tuple[Callable[[Any], object], type[RunboundError], str, str]] = [
+    (lambda s: s.start("live"), RunAlreadyActive, "live", "S1"),
+    (lambda s: (s.start("x2"), s.start("x3")), AdmissionRefused, "x3", "S2"),
+    (lambda s: s.transition("live", Status.PENDING), IllegalTransition, "live", "T1"),
+    (lambda s: s.transition("done", Status.RUNNING), IllegalTransition, "done", "T1"),
+    (lambda s: s.transition("nope", Status.RUNNING), UnknownRun, "nope", "V1"),
+    (lambda s: s.transition("live", "paused"), InvalidArgument, "live", "status"),
+    (lambda s: s.heartbeat("done"), NotActive, "done", "T2"),
+    (lambda s: s.append_event("done", "x"), NotActive, "done", "T2"),
+    (lambda s: s.append_event("live", 42), InvalidArgument, "live", "E1"),
+    (lambda s: s.get("nope"), UnknownRun, "nope", "V1"),
+    (lambda s: s.get(""), InvalidArgument, "''", "R1"),
+    (lambda s: s.start(17), InvalidArgument, "17", "R1"),
+    (lambda s: s.start("y" * 129), InvalidArgument, "yyy", "R1"),
+    (lambda s: s.list_runs(0), InvalidArgument, "*", "L2"),
+    (lambda s: s.list_runs(2, "paused"), InvalidArgument, "*", "status"),
+    (lambda s: s.list_runs(2, None, 99), InvalidArgument, "*", "L3"),
+    (lambda s: s.start_cleanup_worker(-1), InvalidArgument, "*", "W1"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "run", "rule"), ERRORS,
+                         ids=[f"{e[1].__name__}-{i}" for i, e in enumerate(ERRORS)])
+def test_error_is_typed_named_and_changes_nothing(
+        store: Any, call: Callable[[Any], object], error: type[RunboundError],
+        run: str, rule: str) -> None:
+    if error is AdmissionRefused:
+        store.start("x2")  # fill the second active slot; the call below starts one more
+        call = lambda s: s.start("x3")  # noqa: E731
+    before, size = store.snapshot(), len(store)
+    with pytest.raises(error) as raised:
+        call(store)
+    message = str(raised.value)
+    assert run in message and rule in message and "state:" in message
+    assert store.snapshot() == before and len(store) == size
+
+
+def test_expired_run_is_unknown_and_refusal_changes_nothing(
+        store: Any, clock: VirtualClock) -> None:
+    clock.advance(10.0)
+    before = store.snapshot()
+    with pytest.raises(UnknownRun) as raised:
+        store.get("done")  # a read does not sweep: the run is retained but invisible
+    assert "V2" in str(raised.value)
+    assert store.snapshot() == before
+
+
+def test_refused_call_undoes_its_lazy_sweep(clock: VirtualClock) -> None:
+    """A lazy sweep inside a refused call is rolled back with it."""
+    for make in STORES.values():
+        s = make(Policy(stale_after=5.0), clock)
+        s.start("a")
+        clock.advance(6.0)  # "a" is stale: the next mutation's sweep would reap it
+        before = s.snapshot()
+        with pytest.raises(UnknownRun):
+            s.heartbeat("nope")
+        assert s.snapshot() == before
+        assert s.prune().reaped == ("a",)  # the reap was only deferred
+        s.close()
+
+
+def test_calls_after_close_raise_store_closed(store: Any) -> None:
+    store.close()
+    store.close()  # twice is fine
+    for call in (lambda: store.start("z"), lambda: store.get("live"),
+                 lambda: store.list_runs(1), lambda: store.prune(),
+                 lambda: store.start_cleanup_worker(1.0)):
+        with pytest.raises(StoreClosed):
+            call()
