@@ -18,7 +18,7 @@ from rich.table import Table
 
 from model.clock import VirtualClock
 from model.lifecycle import Status
-from model.policy import Policy
+from model.policy import Policy, SweepMode
 from reference.memory import MemoryRunStore
 
 SIZES = (1_000, 10_000, 100_000)
@@ -97,7 +97,7 @@ def bench_listing(n: int) -> dict[str, Any]:
 def bench_prune(n: int) -> dict[str, Any]:
     """One sweep that expires 1% of n terminal runs: indexed (memory) against a scan."""
     clock = VirtualClock(0.0)
-    store = MemoryRunStore(Policy(ttl=1.0, sweep="background"), clock)
+    store = MemoryRunStore(Policy(ttl=1.0, sweep=SweepMode.BACKGROUND), clock)
     for i in range(n):
         store.start(f"run-{i}")
         store.transition(f"run-{i}", Status.FAILED)

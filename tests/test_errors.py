@@ -108,8 +108,9 @@ def test_refused_call_undoes_its_lazy_sweep(clock: VirtualClock) -> None:
 def test_calls_after_close_raise_store_closed(store: Any) -> None:
     store.close()
     store.close()  # twice is fine
-    for call in (lambda: store.start("z"), lambda: store.get("live"),
-                 lambda: store.list_runs(1), lambda: store.prune(),
-                 lambda: store.start_cleanup_worker(1.0)):
+    calls: list[Callable[[], object]] = [
+        lambda: store.start("z"), lambda: store.get("live"), lambda: store.list_runs(1),
+        lambda: store.prune(), lambda: store.start_cleanup_worker(1.0)]
+    for call in calls:
         with pytest.raises(StoreClosed):
             call()
