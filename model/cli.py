@@ -7,8 +7,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="runbound", description=__doc__)
@@ -36,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from model.stateful import machine_settings
-    from model.verify import check_store, render, write_json
+    from model.verify import check_store, console, render, write_json
     from reference.catalog import BROKEN, STORES
 
     entries = [*STORES, *(BROKEN if args.broken else ())]
@@ -46,19 +44,19 @@ def _verify(args: argparse.Namespace) -> int:
     if args.examples:
         overrides["max_examples"] = args.examples
     settings = machine_settings(**overrides)
-    console = Console()
+    out = console()
     reports = []
     for entry in entries:
-        console.print(f"checking [bold]{entry.name}[/]: {entry.about}")
-        reports.append(check_store(entry.name, entry.factory, conforms=entry.conforms,
+        out.print(f"checking [bold]{entry.name}[/]: {entry.about}")
+        reports.append(check_store(entry.name, entry.factory, expected=entry.expected,
                                    invariants=args.invariant or None, settings=settings))
-    render(reports, console)
+    render(reports, out)
     if args.json:
         write_json(reports, args.json)
-        console.print(f"wrote {args.json}")
+        out.print(f"wrote {args.json}")
     surprises = [r.name for r in reports if not r.as_expected]
     if surprises:
-        console.print(f"[red bold]not as expected:[/] {', '.join(surprises)}")
+        out.print(f"[red bold]not as expected:[/] {', '.join(surprises)}")
         return 1
     return 0
 

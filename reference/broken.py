@@ -20,6 +20,7 @@ from reference.memory import MemoryRunStore
 class EvictsActiveStore(MemoryRunStore):
     """The cap evicts the oldest *run*, whatever its status, when terminal runs exceed it."""
 
+    label = "evicts-active"
     breaks = ("I4",)
 
     def _enforce_cap(self) -> tuple[str, ...]:
@@ -36,6 +37,7 @@ class CountsOnlyTerminalStore(MemoryRunStore):
     """Admission control counts terminal runs against the bound instead of active ones,
     as the first seed's cap does: active runs grow past max_active and the total bound."""
 
+    label = "counts-terminal"
     breaks = ("I2", "I3")
 
     def start(self, run_id: str) -> Run:
@@ -55,6 +57,7 @@ class RestampsTerminatedAtStore(MemoryRunStore):
     """Lets a terminal run change terminal status (COMPLETED -> FAILED, say) and stamps
     terminated_at again each time, which also restarts its TTL."""
 
+    label = "restamps"
     breaks = ("I7",)
 
     def transition(self, run_id: str, status: Status | str) -> Run:
@@ -75,6 +78,7 @@ class TwoWorkersStore(MemoryRunStore):
     seed's unlocked check-then-start, with the race always lost). close() still stops
     them all, so the defect is the count, not a leak."""
 
+    label = "two-workers"
     breaks = ("I11",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
