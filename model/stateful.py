@@ -41,6 +41,7 @@ from model.invariants import (
     VIOLATIONS,
     Observation,
     Violation,
+    lease_violations,
     retained_violations,
     state_violations,
     step_violations,
@@ -137,6 +138,8 @@ MODEL_CALLS: dict[str, ModelCall] = {
     "start_cleanup_worker": lambda m, now, a: spec.start_worker(m, a[0]),
     "stop_cleanup_worker": lambda m, now, a: spec.stop_worker(m),
 }
+#: operations that sweep first under a lazy policy (checked by I15)
+MUTATIONS = frozenset({"start", "transition", "heartbeat", "append_event"})
 #: operations whose results are runs a reader can see (checked by I5)
 READS = frozenset({"get", "list_runs"})
 #: the worker interval a check uses: long enough that it never fires by itself, so
@@ -208,8 +211,11 @@ class StoreMachine(RuleBasedStateMachine):
         self.store.close()
         self.store.close()  # closing twice is safe
         alive = self.store.cleanup_workers_alive()
+        release = getattr(self.store, "release", None)
+        if callable(release):  # a replica whose threads only the harness can end
+            release()
         if alive:
-            self._raise([("I11", f"{alive} cleanup worker(s) alive after close()")])
+            self._raise([("I16", f"{alive} cleanup worker(s) alive after close()")])
 
     # --- the rules ------------------------------------------------------------------
     # Few rules, each covering a family of calls, so that Hypothesis (which picks rules
@@ -322,6 +328,12 @@ class StoreMachine(RuleBasedStateMachine):
             shown = actual.runs if isinstance(actual, Page) else (actual,)
             found += visibility_violations(
                 (r for r in shown if isinstance(r, Run)), self.policy, self.clock())
+        swept = op == "prune" or (op in MUTATIONS and self.policy.lazy)
+        if swept and not isinstance(actual, BaseException):
+            found += lease_violations(after.runs, self.policy, now)
+        if op == "stop_cleanup_worker" and after.workers:
+            found.append(("I16", f"{after.workers} cleanup worker(s) alive after "
+                                 f"stop_cleanup_worker()"))
         if not _same(expected, actual):
             found.append(("I13", f"{_call_text(op, args)}: model {_show(expected)}, "
                                  f"store {_show(actual)}"))

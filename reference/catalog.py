@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from model.protocol import StoreFactory
 from reference import broken
 from reference.memory import MemoryRunStore
+from reference.seeds.adapters import S1Store, S2Store
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,11 @@ class Entry:
 
 STORES: tuple[Entry, ...] = (
     Entry("memory", MemoryRunStore, "the reference: thread-safe, in memory"),
+    # The seed replicas, with the defects their reviews name (the checker reports more).
+    Entry("seed:S1", S1Store, "replica of the llms.txt server's RunStore",
+          frozenset({"I2", "I15", "I16"})),
+    Entry("seed:S2", S2Store, "replica of Jarvis's ChatRunRegistry after PR #61",
+          frozenset({"I3"})),
 )
 
 BROKEN: tuple[Entry, ...] = tuple(

@@ -1,0 +1,107 @@
+"""The seed replicas behave as `shared/seed-systems.md` describes, and the stateful check
+finds the defects their reviews name."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import Phase
+from hypothesis.stateful import run_state_machine_as_test
+
+from model.clock import VirtualClock
+from model.invariants import VIOLATIONS
+from model.lifecycle import Status
+from model.policy import Policy
+from model.protocol import StoreFactory
+from model.stateful import machine_for, machine_settings
+from reference.seeds import s1, s2
+from reference.seeds.adapters import S1Store, S2Store
+
+
+def caught(factory: StoreFactory, invariant: str) -> None:
+    machine = machine_for(factory, enforce={invariant})
+    with pytest.raises(VIOLATIONS[invariant]):
+        run_state_machine_as_test(machine, settings=machine_settings(
+            database=None, max_examples=3000, phases=[Phase.generate]))
+
+
+# --- the replicas are faithful ---------------------------------------------------------
+
+def test_S1_prunes_only_completed_and_failed_keyed_on_updated_at(clock: VirtualClock) -> None:
+    store = s1.RunStore(max_runs=2, ttl_seconds=10, clock=clock)
+    for rid in ("a", "b", "c"):
+        store.put_run(store.new_record(rid))
+    assert len(store.list_runs(10)) == 3  # cap 2, but "processing" is never a candidate
+    store.update_run("a", status="completed")
+    assert [r.run_id for r in store.list_runs(10)] == ["b", "c"]  # "a" evicted; ties keep order
+    clock.advance(11)
+    store.update_run("b", status="failed")  # stamps updated_at now: TTL starts over
+    clock.advance(5)
+    assert store.prune_expired() == 0
+    with pytest.raises(s1.UnknownRunError, match="Run ID zz not found"):
+        store.get_run("zz")
+
+
+def test_S1_defaults_and_falsy_limits() -> None:
+    store = s1.RunStore()
+    assert (store._max_runs, store._ttl_seconds, store._cleanup_interval) == (200, 86400, 300)
+    off = s1.RunStore(max_runs=0, ttl_seconds=-1, cleanup_interval_seconds=0)
+    assert (off._max_runs, off._ttl_seconds, off._cleanup_interval) == (None, None, None)
+
+
+def test_S2_ttl_cap_duplicate_start_and_restart(clock: VirtualClock) -> None:
+    """The PR's own tests, replayed on the replica: they pass."""
+    reg = s2.ChatRunRegistry(terminal_retention_ms=5000, max_retained_terminal=2, clock=clock)
+    assert reg.try_start("a") and not reg.try_start("a")  # duplicate start refused
+    reg.push_frame("a", s2.DONE)
+    clock.advance(4.9)
+    reg.force_prune(reg._now_ms())
+    assert reg.get("a") is not None  # kept within the window
+    clock.advance(0.1)
+    reg.force_prune(reg._now_ms())
+    assert reg.get("a") is None  # swept past it
+    assert reg.try_start("a")  # an evicted conversation starts again
+    for cid in ("b", "c", "d"):
+        reg.try_start(cid)
+        reg.cancelled(cid)
+        clock.advance(0.01)
+    assert [i.conversation_id for i in reg.list()] == ["d", "c", "a"]  # cap 2, oldest out
+    assert reg.get("a") is not None and reg.get("a").status == "running"  # active kept
+
+
+def test_S2_late_frame_revives_a_finished_run_with_terminated_at_set(
+        clock: VirtualClock) -> None:
+    """No table: a tool frame after Done makes the run `running` again, but its
+    terminated_at stays, so the sweep later evicts an active run."""
+    reg = s2.ChatRunRegistry(terminal_retention_ms=1000, clock=clock)
+    reg.try_start("a")
+    reg.push_frame("a", s2.DONE)
+    reg.running("a")
+    clock.advance(2)
+    reg.try_start("b")  # sweeps
+    assert reg.get("a") is None
+
+
+# --- the check finds what the reviews name -------------------------------------------
+
+def test_S1_cap_is_exceeded_when_active_runs_dominate() -> None:
+    caught(S1Store, "I2")
+
+
+def test_S1_stuck_runs_are_never_reaped() -> None:
+    caught(S1Store, "I15")
+
+
+def test_S1_worker_cannot_be_stopped() -> None:
+    caught(S1Store, "I16")
+
+
+def test_S2_active_runs_are_unbounded() -> None:
+    caught(S2Store, "I3")
+
+
+def test_S2_adapter_maps_statuses(clock: VirtualClock) -> None:
+    store = S2Store(Policy(), clock)
+    assert store.start("a").status is Status.RUNNING
+    assert store.transition("a", Status.PENDING).status is Status.PENDING
+    assert store.transition("a", Status.COMPLETED).terminated_at == clock()
+    store.close()
