@@ -65,7 +65,8 @@ def test_S2_ttl_cap_duplicate_start_and_restart(clock: VirtualClock) -> None:
         reg.cancelled(cid)
         clock.advance(0.01)
     assert [i.conversation_id for i in reg.list()] == ["d", "c", "a"]  # cap 2, oldest out
-    assert reg.get("a") is not None and reg.get("a").status == "running"  # active kept
+    kept = reg.get("a")
+    assert kept is not None and kept.status == "running"  # the active run is kept
 
 
 def test_S2_late_frame_revives_a_finished_run_with_terminated_at_set(
