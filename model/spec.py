@@ -165,17 +165,10 @@ def append_event(state: ModelState, run_id: object, payload: object, now: float
     """Buffer an event on an active run (T2) and return its 1-based sequence number. The
     ring buffer keeps the newest `max_events_per_run` and counts what it drops."""
     rid = check_run_id(run_id)
-    if not isinstance(payload, str):
-        raise InvalidArgument(rid, "n/a", f"E1: payload must be str, got "
-                              f"{type(payload).__name__}")
+    text = check_payload(rid, payload)
     state, now = _begin(state, now)
     old = _active(state, rid, now, "append_event")
-    events, dropped = (*old.events, payload), old.dropped_events
-    cap = state.policy.max_events_per_run
-    if cap is not None and len(events) > cap:
-        dropped += len(events) - cap
-        events = events[len(events) - cap:]
-    new = replace(old, events=events, dropped_events=dropped, updated_at=now)
+    new = replace(buffer_event(old, text, state.policy), updated_at=now)
     return (replace(state, runs=_put(state.runs, new), clock=now),
             old.dropped_events + len(old.events) + 1)
 
@@ -193,8 +186,7 @@ def list_runs(state: ModelState, limit: object, status: object = None,
     """Visible runs, newest started first (`seq` descending: a total order), at most
     `limit`, optionally of one status, after `cursor`. A cursor is a position, so pages
     neither repeat nor skip a run that stays visible, whatever starts meanwhile."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidArgument("*", "n/a", f"L2: limit must be an int >= 1, got {limit!r}")
+    count = check_limit(limit)
     wanted = None if status is None else as_status("*", status)
     below = parse_cursor(cursor)
     _open(state)
@@ -203,8 +195,8 @@ def list_runs(state: ModelState, limit: object, status: object = None,
                 if (wanted is None or r.status is wanted)
                 and (below is None or r.seq < below)
                 and not expired(r, state.policy, now)]
-    page = tuple(matching[:limit])
-    more = len(matching) > limit
+    page = tuple(matching[:count])
+    more = len(matching) > count
     return Page(runs=page, next_cursor=str(page[-1].seq) if more else None)
 
 
@@ -243,6 +235,30 @@ def check_run_id(run_id: object) -> str:
                               f"{MAX_RUN_ID_LENGTH} characters, got {type(run_id).__name__}"
                               f" of length {len(run_id) if isinstance(run_id, str) else '-'}")
     return run_id
+
+
+def check_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidArgument("*", "n/a", f"L2: limit must be an int >= 1, got {limit!r}")
+    return limit
+
+
+def check_payload(run_id: str, payload: object) -> str:
+    if not isinstance(payload, str):
+        raise InvalidArgument(run_id, "n/a", f"E1: payload must be str, got "
+                              f"{type(payload).__name__}")
+    return payload
+
+
+def buffer_event(run: Run, payload: str, policy: Policy) -> Run:
+    """`run` with `payload` appended to its ring buffer: the newest
+    `max_events_per_run` are kept, the rest counted in `dropped_events`."""
+    events, dropped = (*run.events, payload), run.dropped_events
+    cap = policy.max_events_per_run
+    if cap is not None and len(events) > cap:
+        dropped += len(events) - cap
+        events = events[len(events) - cap:]
+    return replace(run, events=events, dropped_events=dropped)
 
 
 def check_interval(interval: object) -> float:

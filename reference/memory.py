@@ -31,7 +31,6 @@ from model import spec
 from model.clock import Clock
 from model.errors import (
     AdmissionRefused,
-    InvalidArgument,
     NotActive,
     RunAlreadyActive,
     RunboundError,
@@ -107,18 +106,11 @@ class MemoryRunStore:
 
     def append_event(self, run_id: str, payload: str) -> int:
         rid = spec.check_run_id(run_id)
-        if not isinstance(payload, str):
-            raise InvalidArgument(rid, "n/a", f"E1: payload must be str, got "
-                                  f"{type(payload).__name__}")
+        text = spec.check_payload(rid, payload)
         with self._mutation() as now:
             old = self._active_run(rid, now, "append_event")
-            events, dropped = (*old.events, payload), old.dropped_events
-            cap = self.policy.max_events_per_run
-            if cap is not None and len(events) > cap:
-                dropped += len(events) - cap
-                events = events[len(events) - cap:]
             self._remove(old)
-            self._add(replace(old, events=events, dropped_events=dropped, updated_at=now))
+            self._add(replace(spec.buffer_event(old, text, self.policy), updated_at=now))
             return old.dropped_events + len(old.events) + 1
 
     def get(self, run_id: str) -> Run:
@@ -128,8 +120,7 @@ class MemoryRunStore:
 
     def list_runs(self, limit: int, status: Status | str | None = None,
                   cursor: str | None = None) -> Page:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidArgument("*", "n/a", f"L2: limit must be an int >= 1, got {limit!r}")
+        spec.check_limit(limit)
         wanted = None if status is None else as_status("*", status)
         below = spec.parse_cursor(cursor)
         top = None if below is None else below - 1
