@@ -11,6 +11,7 @@ setup:
 
 verify: setup
 	$(PY) -m model.cli verify --json out/verify.json
+	$(PY) -m model.cli seeds --from out/verify.json --check
 
 lint: setup
 	.venv/bin/ruff check model reference tests

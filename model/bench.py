@@ -116,11 +116,52 @@ def bench_prune(n: int) -> dict[str, Any]:
             "baseline": "one scan of every run", "ratio": m / f}
 
 
+class TimedLock:
+    """Wraps a store's lock to measure how long each `with lock:` holds it."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self.held: list[float] = []
+        self._since = 0.0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self._since = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.held.append(time.perf_counter() - self._since)
+        self._lock.release()
+
+
+def bench_s1_listing(n: int) -> dict[str, Any]:
+    """list_runs(limit=50) and the lock hold time it costs: the S1 replica (sorts every
+    run under its lock) against MemoryRunStore (walks 50 entries of an index)."""
+    from reference.seeds.s1 import RunStore
+
+    clock = VirtualClock(0.0)
+    memory = MemoryRunStore(Policy(), clock)
+    seed = RunStore(max_runs=None, ttl_seconds=None, clock=clock)
+    for i in range(n):
+        memory.start(f"run-{i}")
+        seed.put_run(seed.new_record(f"run-{i}"))
+        clock.advance(0.001)
+    m_lock, s_lock = TimedLock(memory._lock), TimedLock(seed._lock)
+    memory._lock, seed._lock = m_lock, s_lock  # type: ignore[assignment]
+    calls = 50 if n <= 10_000 else 10
+    m = best_of(3, lambda: [memory.list_runs(50) for _ in range(calls)]) / calls
+    f = best_of(3, lambda: [seed.list_runs(50) for _ in range(calls)]) / calls
+    m_hold, s_hold = max(m_lock.held), max(s_lock.held)
+    return {"case": f"S1 list_runs(limit=50) of {n}", "memory_s": m, "baseline_s": f,
+            "baseline": "S1 replica", "ratio": m / f,
+            "lock_hold_memory_s": m_hold, "lock_hold_s1_s": s_hold,
+            "lock_hold_ratio": m_hold / s_hold}
+
+
 def main() -> None:
     console = Console()
     rows = []
     for n in SIZES:
-        rows += [bench_lifecycle(n), bench_listing(n), bench_prune(n)]
+        rows += [bench_lifecycle(n), bench_listing(n), bench_prune(n), bench_s1_listing(n)]
     table = Table(title="make bench: MemoryRunStore against a baseline, measured together")
     for col in ("case", "memory", "baseline", "ratio (memory / baseline)"):
         table.add_column(col)
@@ -128,6 +169,14 @@ def main() -> None:
         table.add_row(r["case"], f"{r['memory_s'] * 1e3:.3f} ms",
                       f"{r['baseline_s'] * 1e3:.3f} ms ({r['baseline']})", f"{r['ratio']:.2f}x")
     console.print(table)
+    held = Table(title="lock hold time of one list_runs(limit=50): longest of all calls")
+    for col in ("runs", "MemoryRunStore", "S1 replica", "ratio (memory / S1)"):
+        held.add_column(col)
+    for r in rows:
+        if "lock_hold_ratio" in r:
+            held.add_row(r["case"].rsplit(" ", 1)[1], f"{r['lock_hold_memory_s'] * 1e6:.1f} us",
+                         f"{r['lock_hold_s1_s'] * 1e6:.1f} us", f"{r['lock_hold_ratio']:.4f}x")
+    console.print(held)
     out = Path("out/bench.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + "\n")

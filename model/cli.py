@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify.add_argument("--broken", action="store_true",
                         help="also the deliberately broken stores, to see the checker fail")
     verify.add_argument("--examples", type=int, help="examples per (store, invariant)")
+    verify.add_argument("--random", action="store_true",
+                        help="a fresh random search (default: derandomized, reproducible)")
+    verify.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="(store, invariant) pairs checked at once (default: CPUs)")
+
+    seeds = sub.add_parser("seeds", help="write specs/seeds.md from a verify --json file")
+    seeds.add_argument("--from", dest="source", type=Path, default=Path("out/verify.json"))
+    seeds.add_argument("--check", action="store_true",
+                       help="exit 1 if the verdicts differ from the committed table")
 
     spec = sub.add_parser("spec", help="regenerate the generated parts of specs/")
     spec.add_argument("--check", action="store_true",
@@ -29,27 +39,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "seeds":
+        return _seeds(args)
     return _spec(args)
 
 
+def _seeds(args: argparse.Namespace) -> int:
+    from reference.seeds import report
+
+    if args.check:
+        diffs = report.differences(args.source)
+        for line in diffs:
+            print(f"specs/seeds.json differs from this verify run: {line}", file=sys.stderr)
+        if not diffs:
+            print("specs/seeds.md: every verdict reproduced")
+        return 1 if diffs else 0
+    rows = report.write(args.source)
+    print(f"wrote specs/seeds.md and specs/seeds.json ({len(rows)} rows)")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
-    from model.stateful import machine_settings
-    from model.verify import check_store, console, render, write_json
+    from model.stateful import VERIFY_EXAMPLES, machine_settings, profile_name
+    from model.verify import Check, check_many, console, render, write_json
     from reference.catalog import BROKEN, STORES
 
     entries = [*STORES, *(BROKEN if args.broken else ())]
     if args.store:
         entries = [e for e in entries if any(s in e.name for s in args.store)]
-    overrides = {"database": None}
-    if args.examples:
-        overrides["max_examples"] = args.examples
+    # Derandomized: the same code gives the same table, so verdicts can be compared run
+    # to run (`runbound seeds --check`); --random explores afresh each time.
+    overrides: dict[str, object] = {"database": None, "derandomize": not args.random}
+    overrides["max_examples"] = args.examples or VERIFY_EXAMPLES[profile_name()]
     settings = machine_settings(**overrides)
     out = console()
-    reports = []
     for entry in entries:
-        out.print(f"checking [bold]{entry.name}[/]: {entry.about}")
-        reports.append(check_store(entry.name, entry.factory, expected=entry.expected,
-                                   invariants=args.invariant or None, settings=settings))
+        out.print(f"[bold]{entry.name}[/]: {entry.about}")
+
+    def progress(name: str, check: Check) -> None:
+        out.print(f"  {name} {check.invariant}: {check.verdict} ({check.seconds:.1f}s)",
+                  highlight=False)
+
+    reports = check_many([(e.name, e.factory, e.expected, e.exact) for e in entries],
+                         invariants=args.invariant or None, settings=settings,
+                         jobs=args.jobs, progress=progress)
     render(reports, out)
     if args.json:
         write_json(reports, args.json)

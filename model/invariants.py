@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from model.lifecycle import TRANSITIONS
+from model.lifecycle import TERMINAL, TRANSITIONS
 from model.policy import Policy
 from model.records import Run
 from model.spec import ModelState, expired, stale
@@ -44,6 +44,8 @@ INVARIANTS: dict[str, Invariant] = {i.id: i for i in (
     Invariant("I14", "the runs retained equal the model's"),
     Invariant("I15", "after a sweep no active run is past its lease"),
     Invariant("I16", "the cleanup worker stops when asked (stop or close)"),
+    Invariant("I17", "a restart keeps every run"),
+    Invariant("I18", "a sweep failing for an hour logs a bounded number of lines"),
 )}
 
 
@@ -53,8 +55,10 @@ class InvariantViolation(AssertionError):
 
     invariant: str = "?"
 
-    def __init__(self, message: str, trace: tuple[str, ...] = ()) -> None:
-        self.trace = trace
+    def __init__(self, message: str, trace: tuple[str, ...] = (),
+                 program: tuple[dict[str, object], ...] = ()) -> None:
+        self.trace = trace      # the calls, as text
+        self.program = program  # the same calls as data, for `model.replay`
         super().__init__(message)
 
 
@@ -109,38 +113,42 @@ def state_violations(obs: Observation, policy: Policy) -> list[Violation]:
 
 
 def step_violations(before: Observation, after: Observation, *, op: str,
-                    run_id: object, refused: bool,
-                    model_after: Observation | None = None) -> list[Violation]:
-    """I4, I7, I8, I9, I10: what must hold of a step. A successful `start(run_id)`
-    replaces a terminal run, so that run is a new one and its history starts over.
-    `model_after` is the oracle for I4: a run may vanish only if the model says it was
-    terminated and evicted in this step."""
+                    args: tuple[object, ...], refused: bool,
+                    policy: Policy | None = None, now: float = 0.0) -> list[Violation]:
+    """I4, I7, I8, I9, I10: what must hold of a step `op(*args)`, judged from the
+    store's own observations. A successful `start(run_id)` replaces a terminal run, so
+    that run is a new one and its history starts over. An active run may leave the store
+    only if this call moved it to a terminal status (the cap may then evict it), or if
+    it was past its lease (any sweep may reap it, and the cap evict it)."""
     out: list[Violation] = []
+    run_id = args[0] if args else None
     old, new = before.by_id(), after.by_id()
     if refused and (old != new or before.workers != after.workers):
         changed = sorted((k for k in old.keys() | new.keys() if old.get(k) != new.get(k)),
                          key=repr)
         out.append(("I10", f"refused {op}({run_id!r}) changed runs {changed} "
                            f"(workers {before.workers} -> {after.workers})"))
-    oracle = model_after.by_id() if model_after is not None else {}
+    finished = (op == "transition" and not refused and len(args) > 1
+                and str(args[1]) in {s.value for s in TERMINAL})
     for rid, was in old.items():
-        now = new.get(rid)
-        if now is None:
-            if was.active and model_after is not None and rid in oracle and \
-                    oracle[rid].active:
+        cur = new.get(rid)
+        if cur is None:
+            ended_here = finished and rid == run_id
+            reapable = policy is not None and stale(was, policy, now)
+            if was.active and not ended_here and not reapable:
                 out.append(("I4", f"active run {rid!r} ({was.status}) was evicted by "
                                   f"{op}({run_id!r})"))
             continue
         if op == "start" and rid == run_id and not refused:
             continue  # a new run under an old id
-        if was.terminated_at is not None and now.terminated_at != was.terminated_at:
+        if was.terminated_at is not None and cur.terminated_at != was.terminated_at:
             out.append(("I7", f"run {rid!r}: terminated_at {was.terminated_at} -> "
-                              f"{now.terminated_at} by {op}"))
-        if now.updated_at < was.updated_at:
+                              f"{cur.terminated_at} by {op}"))
+        if cur.updated_at < was.updated_at:
             out.append(("I8", f"run {rid!r}: updated_at {was.updated_at} -> "
-                              f"{now.updated_at} by {op}"))
-        if now.status is not was.status and now.status not in TRANSITIONS[was.status]:
-            out.append(("I9", f"run {rid!r}: {was.status} -> {now.status} by {op}"))
+                              f"{cur.updated_at} by {op}"))
+        if cur.status is not was.status and cur.status not in TRANSITIONS[was.status]:
+            out.append(("I9", f"run {rid!r}: {was.status} -> {cur.status} by {op}"))
     return out
 
 
@@ -149,6 +157,15 @@ def lease_violations(runs: Iterable[Run], policy: Policy, now: float) -> list[Vi
     return [("I15", f"active run {r.run_id!r} not updated for {now - r.updated_at:g}s "
                     f"survived a sweep; stale_after is {policy.stale_after}")
             for r in runs if stale(r, policy, now)]
+
+
+def restart_violations(before: Observation, after: Observation) -> list[Violation]:
+    """I17: what a store held before a restart, it holds after, field for field."""
+    old, new = before.by_id(), after.by_id()
+    lost = sorted((k for k in old if old[k] != new.get(k)), key=repr)
+    if not lost:
+        return []
+    return [("I17", f"restart lost or changed {len(lost)} of {len(old)} runs: {lost}")]
 
 
 def visibility_violations(runs: Iterable[Run], policy: Policy, now: float

@@ -221,6 +221,12 @@ def stop_worker(state: ModelState) -> tuple[ModelState, bool]:
     return replace(state, worker=False), state.worker
 
 
+def restart(state: ModelState) -> ModelState:
+    """The process restarts: every run is kept (a store must be durable), threads are
+    gone, so no worker runs until one is started again."""
+    return replace(state, worker=False, closed=False)
+
+
 def close(state: ModelState) -> ModelState:
     """Stop the worker; later calls raise StoreClosed. Closing twice is a no-op."""
     return replace(state, worker=False, closed=True)

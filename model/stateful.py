@@ -42,6 +42,7 @@ from model.invariants import (
     Observation,
     Violation,
     lease_violations,
+    restart_violations,
     retained_violations,
     state_violations,
     step_violations,
@@ -60,6 +61,12 @@ PROFILES: dict[str, dict[str, Any]] = {
     # RUNBOUND_PROFILE=thorough: long explorations, for a release or a new store
     "thorough": {"max_examples": 2000, "stateful_step_count": 80},
 }
+#: seconds Hypothesis may spend shrinking one counterexample in `verify` (its own default
+#: is 300): past it, the shortest program found so far is reported
+SHRINK_SECONDS = {"default": 8, "thorough": 60}
+#: examples per (store, invariant) in `verify`: more than the test suite's, since each
+#: pair runs alone and a pass is cheap
+VERIFY_EXAMPLES = {"default": 500, "thorough": 5000}
 for _name, _values in PROFILES.items():
     settings.register_profile(
         f"runbound-{_name}", deadline=None, derandomize=False,
@@ -138,8 +145,6 @@ MODEL_CALLS: dict[str, ModelCall] = {
     "start_cleanup_worker": lambda m, now, a: spec.start_worker(m, a[0]),
     "stop_cleanup_worker": lambda m, now, a: spec.stop_worker(m),
 }
-#: operations that sweep first under a lazy policy (checked by I15)
-MUTATIONS = frozenset({"start", "transition", "heartbeat", "append_event"})
 #: operations whose results are runs a reader can see (checked by I5)
 READS = frozenset({"get", "list_runs"})
 #: the worker interval a check uses: long enough that it never fires by itself, so
@@ -154,6 +159,26 @@ class CursorPair:
     model: str
     store: str
     status: Status | None
+
+
+def policy_to_json(policy: Policy) -> dict[str, Any]:
+    return {f: (v.value if isinstance(v, SweepMode) else v)
+            for f, v in ((f, getattr(policy, f)) for f in Policy.__dataclass_fields__)}
+
+
+def _to_json(value: object) -> object:
+    """Arguments as JSON: a status by its name, bytes tagged, the rest as they are."""
+    if isinstance(value, Status):
+        return value.value
+    if isinstance(value, bytes):
+        return {"bytes": value.decode("latin-1")}
+    return value
+
+
+def from_json(value: object) -> object:
+    if isinstance(value, dict) and set(value) == {"bytes"}:
+        return str(value["bytes"]).encode("latin-1")
+    return value
 
 
 def _same(expected: object, actual: object) -> bool:
@@ -180,6 +205,8 @@ class StoreMachine(RuleBasedStateMachine):
 
     factory: ClassVar[StoreFactory]
     enforce: ClassVar[frozenset[str]] = frozenset(INVARIANTS)
+    #: whether `restart` is a rule: on for durable stores and for I17's own run
+    restarts: ClassVar[bool] = False
     #: time.perf_counter() of the first violation of each invariant (for `verify`)
     first_seen: ClassVar[dict[str, float]]
 
@@ -189,6 +216,7 @@ class StoreMachine(RuleBasedStateMachine):
         super().__init__()
         self.store: RunStore | None = None
         self.trace: list[str] = []
+        self.program: list[dict[str, Any]] = []
 
     # --- set-up and tear-down ------------------------------------------------------
 
@@ -201,6 +229,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.model = spec.initial(policy)
         self.store = type(self).factory(policy, self.clock)
         self.trace.append(f"store = factory({policy!r}, VirtualClock())")
+        self.program.append({"op": "setup", "policy": policy_to_json(policy)})
         self.seen = self._observe()
         for run_id in started:
             self._do("start", run_id)
@@ -269,6 +298,7 @@ class StoreMachine(RuleBasedStateMachine):
     def advance_clock(self, seconds: float) -> None:
         self.clock.advance(seconds)
         self.trace.append(f"clock.advance({seconds!r})")
+        self.program.append({"op": "advance_clock", "args": [seconds]})
 
     @rule(start=st.booleans())
     def cleanup_worker(self, start: bool) -> None:
@@ -281,6 +311,27 @@ class StoreMachine(RuleBasedStateMachine):
     def bad_input(self, call: tuple[str, tuple[object, ...]]) -> None:
         op, args = call
         self._do(op, *args)
+
+    @precondition(lambda self: self.restarts)
+    @rule()
+    def restart(self) -> None:
+        """Stop the process and start it again: the store reopens what it stored (its
+        `reopen()`), or, having none, starts as empty as a new process would."""
+        assert self.store is not None
+        old = self.store
+        old.close()
+        release = getattr(old, "release", None)
+        if callable(release):
+            release()
+        reopen = getattr(old, "reopen", None)
+        self.store = reopen() if callable(reopen) else type(self).factory(self.policy,
+                                                                         self.clock)
+        self.trace.append("restart()")
+        self.program.append({"op": "restart", "args": []})
+        self.model = spec.restart(self.model)
+        before, self.seen = self.seen, self._observe()
+        self._raise(restart_violations(before, self.seen)
+                    + retained_violations(self.seen.by_id(), Observation.of(self.model).by_id()))
 
     @precondition(lambda self: self.store is not None)
     @invariant()
@@ -313,7 +364,9 @@ class StoreMachine(RuleBasedStateMachine):
         except Exception as error:  # any exception is a result to compare
             actual = error
         self.trace.append(_call_text(op, args))
-        refused = isinstance(expected, RunboundError)
+        self.program.append({"op": op, "args": [_to_json(a) for a in args],
+                             **({} if store_args is None else
+                                {"store_args": [_to_json(a) for a in store_args]})})
         self.model = new_model
         before, after = self.seen, self._observe()
         self.seen = after
@@ -321,15 +374,16 @@ class StoreMachine(RuleBasedStateMachine):
 
         found: list[Violation] = []
         found += state_violations(after, self.policy)
-        found += step_violations(before, after, op=op, run_id=args[0] if args else None,
-                                 refused=refused or isinstance(actual, RunboundError),
-                                 model_after=model_after)
+        # I10 judges the store by its own answer: a call it refused must change nothing.
+        # (A call it accepted where the model refuses is a wrong result: I13.)
+        found += step_violations(before, after, op=op, args=args,
+                                 refused=isinstance(actual, RunboundError),
+                                 policy=self.policy, now=now)
         if op in READS and not isinstance(actual, BaseException):
             shown = actual.runs if isinstance(actual, Page) else (actual,)
             found += visibility_violations(
                 (r for r in shown if isinstance(r, Run)), self.policy, self.clock())
-        swept = op == "prune" or (op in MUTATIONS and self.policy.lazy)
-        if swept and not isinstance(actual, BaseException):
+        if op == "prune" and not isinstance(actual, BaseException):
             found += lease_violations(after.runs, self.policy, now)
         if op == "stop_cleanup_worker" and after.workers:
             found.append(("I16", f"{after.workers} cleanup worker(s) alive after "
@@ -358,18 +412,21 @@ class StoreMachine(RuleBasedStateMachine):
                 program = "\n    ".join(trace)
                 raise VIOLATIONS[iid](
                     f"{iid} ({INVARIANTS[iid].title}) broken: {message}\n"
-                    f"  after {len(trace) - 1} calls:\n    {program}", trace)
+                    f"  after {len(trace) - 1} calls:\n    {program}", trace,
+                    tuple(self.program))
 
 
 def machine_for(factory: StoreFactory, *, name: str = "StoreMachine",
-                enforce: Iterable[str] | None = None) -> type[StoreMachine]:
+                enforce: Iterable[str] | None = None,
+                restarts: bool = False) -> type[StoreMachine]:
     """A state machine class checking the stores `factory` builds. Its `.TestCase` is a
     unittest case pytest collects; `verify` runs it with `run_state_machine_as_test`."""
     enforced = frozenset(INVARIANTS if enforce is None else enforce)
     unknown = enforced - INVARIANTS.keys()
     if unknown:
         raise ValueError(f"no such invariants: {sorted(unknown)}")
-    attrs = {"factory": staticmethod(factory), "enforce": enforced, "first_seen": {}}
+    attrs = {"factory": staticmethod(factory), "enforce": enforced, "first_seen": {},
+             "restarts": restarts}
     machine = type(name, (StoreMachine,), attrs)
     cast(Any, machine).TestCase.settings = machine_settings()
     return machine

@@ -4,15 +4,18 @@ Each (store, invariant) pair is its own stateful run that raises on that invaria
 so a common violation cannot mask a rarer one and each gets its own shrunk
 counterexample. A verdict is "pass" (the budget ran out with no violation), "fail"
 (with the shrunk program, its length, and the seconds until the first violation was
-seen, before shrinking), or "unknown" (the check itself could not run to an answer).
+seen, before shrinking; shrinking stops after `SHRINK_SECONDS`, and the program is then
+the shortest found so far), or "unknown" (the check itself could not run to an answer).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,9 +26,10 @@ from hypothesis.stateful import run_state_machine_as_test
 from rich.console import Console
 from rich.table import Table
 
+from model import probes
 from model.invariants import INVARIANTS, InvariantViolation
 from model.protocol import StoreFactory
-from model.stateful import machine_for, machine_settings
+from model.stateful import SHRINK_SECONDS, machine_for, machine_settings, profile_name
 
 Verdict = Literal["pass", "fail", "unknown"]
 
@@ -40,6 +44,8 @@ class Check:
     seconds: float
     counterexample: list[str] | None = None
     note: str = ""
+    #: the counterexample as data, for `model.replay.replay` (stateful checks only)
+    counterexample_program: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -48,6 +54,9 @@ class StoreReport:
     #: the invariants the store is known to break: none for a store that must conform;
     #: a replica's documented defects; a broken store's planted one
     expected: frozenset[str] = frozenset()
+    #: True: it must fail exactly `expected`: a conforming store (expected empty), or a
+    #: fix that must not regress. False: at least `expected` (the checker may find more).
+    exact: bool = True
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -56,11 +65,11 @@ class StoreReport:
 
     @property
     def as_expected(self) -> bool:
-        """A conforming store fails nothing; any other fails at least every known defect
-        among the invariants checked (and may fail more: the checker reports them)."""
+        """Among the invariants checked: an exact store fails exactly its expected ones;
+        any other fails at least those (and may fail more: the checker reports them)."""
         checked = {c.invariant for c in self.checks}
-        if not self.expected:
-            return not self.failed
+        if self.exact:
+            return self.failed == self.expected & checked
         return (self.expected & checked) <= self.failed
 
 
@@ -68,8 +77,40 @@ def console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160)
 
 
+def _bound_shrinking() -> None:
+    # Hypothesis has no setting for this; its engine reads this module constant per run.
+    from hypothesis.internal.conjecture import engine
+
+    engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS[profile_name()]
+
+
 def check_invariant(factory: StoreFactory, invariant: str, settings: Settings) -> Check:
-    machine = machine_for(factory, enforce={invariant})
+    """One verdict. I18 is a probe; I11 is the stateful run, then the start-race probe;
+    I17 is the stateful run with `restart` among its rules; the rest, the stateful run."""
+    _bound_shrinking()
+    if invariant == "I18":
+        return _from_probe(invariant, lambda: probes.probe_failing_sweeps(factory))
+    check = _stateful(factory, invariant, settings)
+    if invariant == "I11" and check.verdict == "pass":
+        race = _from_probe(invariant, lambda: probes.probe_start_race(factory))
+        if race.verdict == "fail":
+            return race
+        check.note = race.note
+    return check
+
+
+def _from_probe(invariant: str, probe: Callable[[], probes.ProbeResult]) -> Check:
+    began = time.perf_counter()
+    result = probe()
+    seconds = round(time.perf_counter() - began, 3)
+    verdict: Verdict = "fail" if result.verdict == "fail" else (
+        "pass" if result.verdict == "pass" else "unknown")
+    return Check(invariant, verdict, len(result.steps), seconds,
+                 result.steps if verdict == "fail" else None, result.message)
+
+
+def _stateful(factory: StoreFactory, invariant: str, settings: Settings) -> Check:
+    machine = machine_for(factory, enforce={invariant}, restarts=invariant == "I17")
     calls = 0
     original = machine._do
 
@@ -81,12 +122,14 @@ def check_invariant(factory: StoreFactory, invariant: str, settings: Settings) -
     machine._do = counted  # type: ignore[method-assign]
     began = time.perf_counter()
     try:
-        run_state_machine_as_test(machine, settings=settings)
+        # one invariant, possibly raised at several places (a step, the teardown): one bug
+        run_state_machine_as_test(machine, settings=Settings(settings,
+                                                             report_multiple_bugs=False))
     except InvariantViolation as violation:
         found = machine.first_seen.get(invariant, time.perf_counter())
         trace = list(violation.trace)
         return Check(invariant, "fail", max(len(trace) - 1, 0), round(found - began, 3),
-                     trace, str(violation).splitlines()[0])
+                     trace, str(violation).splitlines()[0], list(violation.program))
     except hypothesis_errors.Flaky as flaky:
         return Check(invariant, "unknown", calls, round(time.perf_counter() - began, 3),
                      note=f"not reproducible (threads?): {str(flaky).splitlines()[0]}")
@@ -97,13 +140,44 @@ def check_invariant(factory: StoreFactory, invariant: str, settings: Settings) -
 
 
 def check_store(name: str, factory: StoreFactory, *, expected: Iterable[str] = (),
-                invariants: Iterable[str] | None = None,
+                exact: bool = True, invariants: Iterable[str] | None = None,
                 settings: Settings | None = None) -> StoreReport:
-    settings = settings or machine_settings(database=None)
-    report = StoreReport(name, frozenset(expected))
+    settings = settings or machine_settings(database=None, report_multiple_bugs=False)
+    report = StoreReport(name, frozenset(expected), exact)
     for invariant in invariants or INVARIANTS:
         report.checks.append(check_invariant(factory, invariant, settings))
     return report
+
+
+def check_many(stores: Sequence[tuple[str, StoreFactory, frozenset[str], bool]], *,
+               invariants: Iterable[str] | None = None, settings: Settings | None = None,
+               jobs: int = 1, progress: Callable[[str, Check], None] | None = None
+               ) -> list[StoreReport]:
+    """Check every (store, invariant) pair, `jobs` at a time in separate processes (each
+    pair is independent, and a pair that fails spends most of its time shrinking)."""
+    settings = settings or machine_settings(database=None)
+    ids = list(invariants or INVARIANTS)
+    reports = [StoreReport(name, expected, exact) for name, _, expected, exact in stores]
+    tasks = [(i, iid) for i in range(len(stores)) for iid in ids]
+    results: dict[tuple[int, str], Check] = {}
+    if jobs <= 1:
+        for i, iid in tasks:
+            results[i, iid] = check_invariant(stores[i][1], iid, settings)
+            if progress:
+                progress(stores[i][0], results[i, iid])
+    else:
+        context = multiprocessing.get_context("spawn")  # no threads inherited by a fork
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {pool.submit(check_invariant, stores[i][1], iid, settings): (i, iid)
+                       for i, iid in tasks}
+            for future in as_completed(futures):
+                i, iid = futures[future]
+                results[i, iid] = future.result()
+                if progress:
+                    progress(stores[i][0], results[i, iid])
+    for i, iid in tasks:
+        reports[i].checks.append(results[i, iid])
+    return reports
 
 
 def to_json(reports: Sequence[StoreReport]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from model.protocol import StoreFactory
 from reference import broken
 from reference.memory import MemoryRunStore
-from reference.seeds.adapters import S1Store, S2Store
+from reference.seeds.adapters import FixedS1Store, FixedS2Store, S1Store, S2Store
 
 
 @dataclass(frozen=True)
@@ -17,19 +17,30 @@ class Entry:
     about: str
     #: invariants it is known to break (empty: it must pass every check)
     expected: frozenset[str] = frozenset()
+    #: True: it must break exactly those and pass the rest (the reference, a fix);
+    #: False: at least those (a replica, a broken store: the checker may find more)
+    exact: bool = True
 
 
 STORES: tuple[Entry, ...] = (
-    Entry("memory", MemoryRunStore, "the reference: thread-safe, in memory"),
-    # The seed replicas, with the defects their reviews name (the checker reports more).
+    # In memory by design: a restart loses everything (I17). The durable stores keep it.
+    Entry("memory", MemoryRunStore, "the reference: thread-safe, in memory",
+          frozenset({"I17"})),
+    # The seed replicas, with the defects their reviews name; the checker reports more.
     Entry("seed:S1", S1Store, "replica of the llms.txt server's RunStore",
-          frozenset({"I2", "I15", "I16"})),
+          frozenset({"I2", "I3", "I11", "I15", "I16", "I17", "I18"}), exact=False),
     Entry("seed:S2", S2Store, "replica of Jarvis's ChatRunRegistry after PR #61",
-          frozenset({"I3"})),
+          frozenset({"I3", "I17"}), exact=False),
+    # The smallest fixes: their API stays the seed's (I13, I14 differ from runbound's in
+    # vocabulary) and they stay in memory (I17); every other invariant must hold.
+    Entry("fixed:S1", FixedS1Store, "S1 with the smallest changes that keep its promises",
+          frozenset({"I13", "I14", "I17"}), exact=True),
+    Entry("fixed:S2", FixedS2Store, "S2 with the smallest changes that keep its promises",
+          frozenset({"I13", "I14", "I17"}), exact=True),
 )
 
 BROKEN: tuple[Entry, ...] = tuple(
     Entry(f"x:{cls.label}", cls, (cls.__doc__ or "").split(".")[0].strip(),
-          frozenset(cls.breaks))
+          frozenset(cls.breaks), exact=False)
     for cls in broken.BROKEN
 )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from types import TracebackType
@@ -163,6 +163,18 @@ class MemoryRunStore:
 
     def cleanup_workers_alive(self) -> int:
         return self._worker.alive()
+
+    # --- seams for the worker probes (model/probes.py) -------------------------------
+
+    def set_race_window(self, pause: Callable[[], None]) -> None:
+        self._worker.race_window = pause
+
+    def run_worker_loop(self, interval: float, wait: Callable[[float], bool],
+                        sweep: Callable[[], object]) -> None:
+        """Run this store's worker loop in the calling thread, with `wait` for its sleep
+        and `sweep` for `prune`."""
+        CleanupWorker(sweep, name=self._worker.name, max_backoff=self._worker.max_backoff,
+                      logger=self._worker._log).run(interval, wait)
 
     def close(self) -> None:
         with self._lock:

@@ -34,12 +34,16 @@ class CleanupWorker:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        #: called between the alive-check and the start, under the lock: a no-op that a
+        #: probe makes a pause, to show the lock closes the race (model/probes.py)
+        self.race_window: Callable[[], None] = lambda: None
 
     def start(self, interval: float) -> bool:
         """Start the worker; False (and nothing started) if one is already running."""
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return False
+            self.race_window()
             # A fresh Event per thread: a thread still winding down from an earlier stop
             # keeps its own set Event and cannot be revived by this start.
             self._stop = threading.Event()

@@ -11,8 +11,10 @@ from model.clock import VirtualClock
 from model.invariants import VIOLATIONS
 from model.lifecycle import Status
 from model.policy import Policy
+from model.probes import probe_failing_sweeps, probe_start_race
 from model.protocol import StoreFactory
 from model.stateful import machine_for, machine_settings
+from reference.memory import MemoryRunStore
 from reference.seeds import s1, s2
 from reference.seeds.adapters import S1Store, S2Store
 
@@ -103,6 +105,34 @@ def test_S2_active_runs_are_unbounded() -> None:
 def test_S2_adapter_maps_statuses(clock: VirtualClock) -> None:
     store = S2Store(Policy(), clock)
     assert store.start("a").status is Status.RUNNING
-    assert store.transition("a", Status.PENDING).status is Status.PENDING
+    assert store.transition("a", Status.PENDING).status is Status.RUNNING  # waiting_hitl
     assert store.transition("a", Status.COMPLETED).terminated_at == clock()
     store.close()
+
+
+# --- restart and the worker probes ---------------------------------------------------
+
+def test_restart_loses_every_run_in_memory() -> None:
+    """I17, with restarts among the rules: in-memory stores lose everything."""
+    for factory in (S1Store, MemoryRunStore):
+        machine = machine_for(factory, enforce={"I17"}, restarts=True)
+        with pytest.raises(VIOLATIONS["I17"]):
+            run_state_machine_as_test(machine, settings=machine_settings(
+                database=None, max_examples=3000, phases=[Phase.generate]))
+
+
+def test_S1_concurrent_starts_start_two_workers() -> None:
+    """The forced race: S1 starts a second worker, every time; the reference never."""
+    assert probe_start_race(S1Store).verdict == "fail"
+    assert probe_start_race(MemoryRunStore).verdict == "pass"
+
+
+def test_S1_failing_sweeps_log_without_bound() -> None:
+    """One line per interval for S1 (3600 in an hour); O(log n) for the reference."""
+    s1_result, reference = probe_failing_sweeps(S1Store), probe_failing_sweeps(MemoryRunStore)
+    assert s1_result.verdict == "fail" and "3600 log lines" in s1_result.message
+    assert reference.verdict == "pass"
+
+
+def test_probes_without_seams_answer_unknown() -> None:
+    assert probe_failing_sweeps(S2Store).verdict == "unknown"

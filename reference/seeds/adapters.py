@@ -18,27 +18,38 @@ server sets it from its settings. No admission control, no lease, no cursor, no 
 filter, no close: these calls do what S1 can.
 
 S2 (`ChatRunRegistry`): `start` is `try_start` (False: RunAlreadyActive); `transition`
-sends what the server sends: RUNNING `running()`, PENDING `waiting_hitl()` (an active
-run not running), COMPLETED a `Done` frame, FAILED an `Error` frame, CANCELLED
+sends what the server sends: RUNNING `running()`, PENDING `waiting_hitl()` (the nearest:
+an active run not running), COMPLETED a `Done` frame, FAILED an `Error` frame, CANCELLED
 `cancelled()`; `heartbeat` is `update(id, current status)`; `append_event` a `delta`
-frame. Statuses: running <-> RUNNING, waiting_* <-> PENDING. Policy: TTL, cap and ring
-buffer map to the constructor's limits (None: a limit past any test); there is no
-admission control, lease, or worker.
+frame. Statuses: running and waiting_* read as RUNNING (S2 moves freely between them;
+it has no PENDING: a run it starts reads RUNNING where the model says PENDING).
+Policy: TTL, cap and ring buffer map to the constructor's limits (None: a limit past any
+test); there is no admission control, lease, or worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from model import spec
 from model.clock import Clock
-from model.errors import RunAlreadyActive, StoreClosed, UnknownRun
+from model.errors import (
+    AdmissionRefused,
+    IllegalTransition,
+    NotActive,
+    RunAlreadyActive,
+    StoreClosed,
+    UnknownRun,
+)
 from model.lifecycle import Status, as_status
 from model.policy import Policy
 from model.records import Page, Run, SweepResult
-from reference.seeds import s1, s2
+from reference.seeds import fixed, s1, s2
+from reference.worker import CleanupWorker
 
 _FAR = 10**12  # a limit no check reaches: S2 cannot switch its limits off
 
@@ -164,6 +175,28 @@ class S1Store(_Adapter):
     def stop_cleanup_worker(self, timeout: float | None = None) -> bool:
         return False  # S1 has no way to stop its worker
 
+    def set_race_window(self, pause: Callable[[], None]) -> None:
+        self.replica._race_window = pause  # type: ignore[method-assign]
+
+    def run_worker_loop(self, interval: float, wait: Callable[[float], bool],
+                        sweep: Callable[[], object]) -> None:
+        """S1's own `_loop`, in this thread: `wait` stands for its `time.sleep` (the loop
+        never returns, so the end of `wait`'s time ends it), `sweep` for prune."""
+
+        class _End(BaseException):
+            pass
+
+        def sleep(seconds: float) -> None:
+            if wait(seconds):
+                raise _End
+
+        replica = s1.RunStore(ttl_seconds=self.policy.ttl or 60,
+                              cleanup_interval_seconds=interval, clock=self._clock,
+                              sleep=sleep)
+        replica.prune_expired = sweep  # type: ignore[assignment, method-assign]
+        with contextlib.suppress(_End):
+            replica._loop()
+
     def cleanup_workers_alive(self) -> int:
         return sum(1 for t in threading.enumerate()
                    if getattr(getattr(t, "_target", None), "__self__", None) is self.replica
@@ -177,8 +210,8 @@ class S2Store(_Adapter):
     """The S2 replica behind the store interface (see the module docstring)."""
 
     STATUS: ClassVar[dict[str, Status]] = {"running": Status.RUNNING,
-                                           "waiting_approval": Status.PENDING,
-                                           "waiting_hitl": Status.PENDING}
+                                           "waiting_approval": Status.RUNNING,
+                                           "waiting_hitl": Status.RUNNING}
 
     def __init__(self, policy: Policy, clock: Clock) -> None:
         super().__init__(policy, clock)
@@ -212,6 +245,18 @@ class S2Store(_Adapter):
         with self.replica._lock:
             return self._run(run_id)
 
+    def _as_left(self, run_id: str, call: Callable[[], object]) -> Run:
+        """Make `call` and return the run as the call left it, even if the sweep that
+        followed evicted it at once (the registry mutates its state objects in place)."""
+        with self.replica._lock:
+            state = self.replica._inner.get(run_id)
+        call()
+        with self.replica._lock:
+            state = self.replica._inner.get(run_id) or state
+            if state is None:
+                raise _unknown(run_id)
+            return self._run(run_id, state)
+
     def start(self, run_id: str) -> Run:
         self._open()
         if not self.replica.try_start(run_id):
@@ -221,23 +266,21 @@ class S2Store(_Adapter):
     def transition(self, run_id: str, status: Status | str) -> Run:
         self._open()
         target = as_status(run_id, status)
-        if target is Status.RUNNING:
-            self.replica.running(run_id)
-        elif target is Status.PENDING:
-            self.replica.waiting_hitl(run_id)
-        elif target is Status.COMPLETED:
-            self.replica.push_frame(run_id, s2.DONE)
-        elif target is Status.FAILED:
-            self.replica.push_frame(run_id, s2.Frame("error", "failed", status="failed"))
-        else:
-            self.replica.cancelled(run_id)
-        return self._read(run_id)
+        calls: dict[Status, Callable[[], object]] = {
+            Status.RUNNING: lambda: self.replica.running(run_id),
+            Status.PENDING: lambda: self.replica.waiting_hitl(run_id),
+            Status.COMPLETED: lambda: self.replica.push_frame(run_id, s2.DONE),
+            Status.FAILED: lambda: self.replica.push_frame(
+                run_id, s2.Frame("error", "failed", status="failed")),
+            Status.CANCELLED: lambda: self.replica.cancelled(run_id),
+        }
+        return self._as_left(run_id, calls[target])
 
     def heartbeat(self, run_id: str) -> Run:
         self._open()
         info = self.replica.get(run_id)
-        self.replica.update(run_id, info.status if info is not None else "running")
-        return self._read(run_id)
+        status = info.status if info is not None else "running"
+        return self._as_left(run_id, lambda: self.replica.update(run_id, status))
 
     def append_event(self, run_id: str, payload: str) -> int:
         self._open()
@@ -245,6 +288,8 @@ class S2Store(_Adapter):
 
     def get(self, run_id: str) -> Run:
         self._open()
+        if self.replica.get(run_id) is None:  # the registry's own read decides
+            raise _unknown(run_id)
         return self._read(run_id)
 
     def list_runs(self, limit: int, status: Status | str | None = None,
@@ -273,3 +318,133 @@ class S2Store(_Adapter):
     def _open(self) -> None:
         if self._closed:
             raise StoreClosed("*", "closed", "L1: the store is closed")
+
+
+# --- the fixed versions (reference/seeds/fixed.py) ----------------------------------
+
+class FixedS1Store(S1Store):
+    """`FixedRunStore` behind the store interface: S1's mapping, plus the fix's errors
+    (StoreFullError: AdmissionRefused; RunFinishedError: IllegalTransition or NotActive)
+    and its worker, which can be stopped."""
+
+    replica: fixed.FixedRunStore
+
+    def __init__(self, policy: Policy, clock: Clock) -> None:
+        _Adapter.__init__(self, policy, clock)
+        self._release = threading.Event()
+        self.replica = fixed.FixedRunStore(
+            max_runs=None, ttl_seconds=policy.ttl, cleanup_interval_seconds=None,
+            clock=clock, max_active=policy.max_active, max_terminal=policy.max_terminal,
+            stale_after=policy.stale_after, max_artifacts=policy.max_events_per_run)
+
+    def _run(self, record: s1.RunRecord, seq: int = 0) -> Run:
+        run = super()._run(record, seq)
+        return replace(run, terminated_at=getattr(record, "terminated_at", None))
+
+    def _fixed_call(self, fn: Callable[[], Run], finished: Callable[[], Exception]) -> Run:
+        try:
+            return fn()
+        except fixed.RunFinishedError:
+            raise finished() from None
+
+    def start(self, run_id: str) -> Run:
+        try:
+            old = self.replica.get_run(run_id)
+        except s1.UnknownRunError:
+            old = None
+        if old is not None and old.status not in fixed.S1_FINISHED:
+            raise RunAlreadyActive(run_id, old.status, "S1: a run with this id is active")
+        try:
+            self.replica.put_run(self.replica.new_record(run_id, "processing"))
+        except fixed.StoreFullError as full:
+            raise AdmissionRefused(run_id, "absent", f"S2: {full}") from None
+        return self.get(run_id)
+
+    def transition(self, run_id: str, status: Status | str) -> Run:
+        return self._fixed_call(lambda: S1Store.transition(self, run_id, status),
+                                lambda: IllegalTransition(run_id, "finished", "T1"))
+
+    def heartbeat(self, run_id: str) -> Run:
+        return self._fixed_call(lambda: S1Store.heartbeat(self, run_id),
+                                lambda: NotActive(run_id, "finished", "T2"))
+
+    def append_event(self, run_id: str, payload: str) -> int:
+        try:
+            return S1Store.append_event(self, run_id, payload)
+        except fixed.RunFinishedError:
+            raise NotActive(run_id, "finished", "T2") from None
+
+    def start_cleanup_worker(self, interval: float) -> bool:
+        self.replica._cleanup_interval = interval
+        return self.replica.start_cleanup_worker()
+
+    def stop_cleanup_worker(self, timeout: float | None = None) -> bool:
+        return self.replica.stop_cleanup_worker(timeout)
+
+    def cleanup_workers_alive(self) -> int:
+        return self.replica._worker.alive()
+
+    def set_race_window(self, pause: Callable[[], None]) -> None:
+        self.replica._worker.race_window = pause
+
+    def run_worker_loop(self, interval: float, wait: Callable[[float], bool],
+                        sweep: Callable[[], object]) -> None:
+        CleanupWorker(sweep, logger=self.replica._worker._log).run(interval, wait)
+
+    def close(self) -> None:
+        self.replica.stop_cleanup_worker(10.0)
+
+
+class FixedS2Store(S2Store):
+    """`FixedChatRunRegistry` behind the store interface: S2's mapping, plus the fix's
+    errors (RegistryFull: AdmissionRefused; an unknown id: UnknownRun; a finished run:
+    IllegalTransition or NotActive)."""
+
+    replica: fixed.FixedChatRunRegistry
+
+    def __init__(self, policy: Policy, clock: Clock) -> None:
+        _Adapter.__init__(self, policy, clock)
+        self._closed = False
+        self.replica = fixed.FixedChatRunRegistry(
+            max_active=policy.max_active,
+            stale_after_ms=None if policy.stale_after is None else int(policy.stale_after
+                                                                       * 1000),
+            terminal_retention_ms=_FAR if policy.ttl is None else int(policy.ttl * 1000),
+            max_retained_terminal=_FAR if policy.max_terminal is None else policy.max_terminal,
+            max_events_per_run=(_FAR if policy.max_events_per_run is None
+                                else policy.max_events_per_run),
+            clock=clock)
+
+    def _guard(self, fn: Callable[[], Any], run_id: str, finished: Exception) -> Any:
+        try:
+            return fn()
+        except KeyError:
+            raise _unknown(run_id) from None
+        except ValueError:
+            raise finished from None
+
+    def start(self, run_id: str) -> Run:
+        try:
+            return S2Store.start(self, run_id)
+        except fixed.RegistryFull as full:
+            raise AdmissionRefused(run_id, "absent", f"S2: {full}") from None
+
+    def transition(self, run_id: str, status: Status | str) -> Run:
+        run: Run = self._guard(lambda: S2Store.transition(self, run_id, status), run_id,
+                               IllegalTransition(run_id, "finished", "T1"))
+        return run
+
+    def heartbeat(self, run_id: str) -> Run:
+        self._open()
+        info = self.replica.get(run_id)
+        if info is None:
+            raise _unknown(run_id)
+        run: Run = self._guard(
+            lambda: self._as_left(run_id, lambda: self.replica.update(run_id, info.status)),
+            run_id, NotActive(run_id, info.status, "T2"))
+        return run
+
+    def append_event(self, run_id: str, payload: str) -> int:
+        seq: int = self._guard(lambda: S2Store.append_event(self, run_id, payload), run_id,
+                               NotActive(run_id, "finished", "T2"))
+        return seq
