@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from hypothesis import Verbosity
 from hypothesis import errors as hypothesis_errors
 from hypothesis import settings as Settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -123,8 +124,10 @@ def _stateful(factory: StoreFactory, invariant: str, settings: Settings) -> Chec
     began = time.perf_counter()
     try:
         # one invariant, possibly raised at several places (a step, the teardown): one bug
-        run_state_machine_as_test(machine, settings=Settings(settings,
-                                                             report_multiple_bugs=False))
+        # quiet: verify renders its own report (and Hypothesis would call the shrink cap
+        # "five minutes")
+        run_state_machine_as_test(machine, settings=Settings(
+            settings, report_multiple_bugs=False, verbosity=Verbosity.quiet))
     except InvariantViolation as violation:
         found = machine.first_seen.get(invariant, time.perf_counter())
         trace = list(violation.trace)

@@ -8,6 +8,7 @@ from model.protocol import StoreFactory
 from reference import broken
 from reference.memory import MemoryRunStore
 from reference.seeds.adapters import FixedS1Store, FixedS2Store, S1Store, S2Store
+from reference.sqlite import on_disk as sqlite_on_disk
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ STORES: tuple[Entry, ...] = (
     # In memory by design: a restart loses everything (I17). The durable stores keep it.
     Entry("memory", MemoryRunStore, "the reference: thread-safe, in memory",
           frozenset({"I17"})),
+    Entry("sqlite", sqlite_on_disk, "durable, embedded: one SQLite file, WAL"),
     # The seed replicas, with the defects their reviews name; the checker reports more.
     Entry("seed:S1", S1Store, "replica of the llms.txt server's RunStore",
           frozenset({"I2", "I3", "I11", "I15", "I16", "I17", "I18"}), exact=False),

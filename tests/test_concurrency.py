@@ -1,29 +1,37 @@
-"""MemoryRunStore under threads: no exception but the typed ones, and the invariants of
+"""Stores under threads: no exception but the typed ones, and the invariants of
 the final state hold. (The linearizability checker is its own, later, piece.)"""
 
 from __future__ import annotations
 
 import random
 import threading
+import time
+from collections.abc import Callable
 
+import pytest
+
+from model.clock import Clock
 from model.errors import RunboundError
 from model.invariants import Observation, state_violations
 from model.lifecycle import Status
 from model.policy import Policy
+from model.protocol import RunStore
 from reference.memory import MemoryRunStore
+from reference.sqlite import on_disk
 
 
-def test_MemoryRunStore_threads_keep_invariants() -> None:
+@pytest.mark.parametrize("make", [MemoryRunStore, on_disk], ids=["memory", "sqlite"])
+def test_store_threads_keep_invariants(make: Callable[[Policy, Clock], RunStore]) -> None:
     policy = Policy(ttl=0.5, max_terminal=5, max_active=4, max_events_per_run=3,
                     stale_after=2.0)
-    store = MemoryRunStore(policy)
+    store = make(policy, time.monotonic)
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
         barrier.wait()
-        for _ in range(2000):
+        for _ in range(500):
             rid = f"r{rng.randrange(12)}"
             op = rng.randrange(6)
             try:
