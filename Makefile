@@ -14,7 +14,7 @@ verify: setup
 	$(PY) -m model.cli seeds --from out/verify.json --check
 
 lint: setup
-	.venv/bin/ruff check model reference tests
+	.venv/bin/ruff check model reference tests examples
 	.venv/bin/mypy
 
 test: lint

@@ -27,6 +27,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="(store, invariant) pairs checked at once (default: CPUs)")
 
+    conform = sub.add_parser("conform", help="hold your own store to the model")
+    conform.add_argument("factory", help="package.module:factory, (policy, clock) -> store")
+    conform.add_argument("--out", type=Path, default=Path("runbound-counterexamples"),
+                         help="where to write counterexamples (JSON traces, pytest tests)")
+    conform.add_argument("--examples", type=int, help="examples per invariant")
+    conform.add_argument("--invariant", action="append", default=[],
+                         help="only this invariant (repeatable)")
+
+    replay = sub.add_parser("replay", help="re-run a counterexample trace against a store")
+    replay.add_argument("trace", type=Path)
+    replay.add_argument("factory", nargs="?", help="package.module:factory (default: the "
+                        "trace's own)")
+
     seeds = sub.add_parser("seeds", help="write specs/seeds.md from a verify --json file")
     seeds.add_argument("--from", dest="source", type=Path, default=Path("out/verify.json"))
     seeds.add_argument("--check", action="store_true",
@@ -41,7 +54,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _verify(args)
     if args.command == "seeds":
         return _seeds(args)
+    if args.command == "conform":
+        return _conform(args)
+    if args.command == "replay":
+        return _replay(args)
     return _spec(args)
+
+
+def _conform(args: argparse.Namespace) -> int:
+    from model.conformance import (
+        capabilities_of,
+        conform_settings,
+        load_factory,
+        skipped_checks,
+        write_counterexamples,
+    )
+    from model.invariants import INVARIANTS
+    from model.verify import StoreReport, check_invariant, console, render
+
+    factory = load_factory(args.factory)
+    caps = capabilities_of(factory)
+    out = console()
+    out.print(f"conformance of [bold]{args.factory}[/]: {caps}")
+    skipped = caps.skipped()
+    report = StoreReport(args.factory.rsplit(":", 1)[-1])
+    for iid in args.invariant or list(INVARIANTS):
+        if iid in skipped:
+            continue
+        check = check_invariant(factory, iid, conform_settings(args.examples), caps)
+        out.print(f"  {iid}: {check.verdict} ({check.seconds:.1f}s)", highlight=False)
+        report.checks.append(check)
+    report.checks += [c for c in skipped_checks(caps)
+                      if not args.invariant or c.invariant in args.invariant]
+    render([report], out)
+    written = write_counterexamples(report, args.factory, args.out)
+    for path in written:
+        out.print(f"wrote {path}")
+    if report.failed:
+        out.print(f"[red bold]{len(report.failed)} invariant(s) broken:[/] "
+                  f"{', '.join(sorted(report.failed, key=lambda i: int(i[1:])))}")
+        return 1
+    out.print("[green]conforms[/] on every invariant checked")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import json
+
+    from model.conformance import load_factory
+    from model.replay import replay
+
+    trace = json.loads(args.trace.read_text())
+    factory = load_factory(args.factory or trace["factory"])
+    violation = replay(factory, trace["program"], {trace["invariant"]})
+    if violation is None:
+        print(f"{trace['invariant']}: the program runs clean")
+        return 0
+    print(str(violation))
+    return 1
 
 
 def _seeds(args: argparse.Namespace) -> int:

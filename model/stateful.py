@@ -207,6 +207,8 @@ class StoreMachine(RuleBasedStateMachine):
     enforce: ClassVar[frozenset[str]] = frozenset(INVARIANTS)
     #: whether `restart` is a rule: on for durable stores and for I17's own run
     restarts: ClassVar[bool] = False
+    #: what the store has (model.conformance.Capabilities); None: everything
+    capabilities: ClassVar[Any] = None
     #: time.perf_counter() of the first violation of each invariant (for `verify`)
     first_seen: ClassVar[dict[str, float]]
 
@@ -272,6 +274,12 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(run_id=st.sampled_from(RUN_IDS), payload=st.none() | st.sampled_from(["e1", "{}"]))
     def touch(self, run_id: str, payload: str | None) -> None:
         """A heartbeat, or an event appended (which renews the lease too)."""
+        if payload is not None and not self._has("events"):
+            payload = None
+        if payload is None and not self._has("heartbeat"):
+            if not self._has("events"):
+                return
+            payload = "e1"
         if payload is None:
             self._do("heartbeat", run_id)
         else:
@@ -300,6 +308,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.trace.append(f"clock.advance({seconds!r})")
         self.program.append({"op": "advance_clock", "args": [seconds]})
 
+    @precondition(lambda self: self._has("worker"))
     @rule(start=st.booleans())
     def cleanup_worker(self, start: bool) -> None:
         if start:
@@ -310,7 +319,14 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(call=st.sampled_from(BAD_CALLS))
     def bad_input(self, call: tuple[str, tuple[object, ...]]) -> None:
         op, args = call
-        self._do(op, *args)
+        needs = {"start_cleanup_worker": "worker", "append_event": "events",
+                 "heartbeat": "heartbeat"}.get(op)
+        if needs is None or self._has(needs):
+            self._do(op, *args)
+
+    def _has(self, capability: str) -> bool:
+        caps = type(self).capabilities
+        return caps is None or bool(getattr(caps, capability))
 
     @precondition(lambda self: self.restarts)
     @rule()
@@ -418,7 +434,7 @@ class StoreMachine(RuleBasedStateMachine):
 
 def machine_for(factory: StoreFactory, *, name: str = "StoreMachine",
                 enforce: Iterable[str] | None = None,
-                restarts: bool = False) -> type[StoreMachine]:
+                restarts: bool = False, capabilities: Any = None) -> type[StoreMachine]:
     """A state machine class checking the stores `factory` builds. Its `.TestCase` is a
     unittest case pytest collects; `verify` runs it with `run_state_machine_as_test`."""
     enforced = frozenset(INVARIANTS if enforce is None else enforce)
@@ -426,7 +442,7 @@ def machine_for(factory: StoreFactory, *, name: str = "StoreMachine",
     if unknown:
         raise ValueError(f"no such invariants: {sorted(unknown)}")
     attrs = {"factory": staticmethod(factory), "enforce": enforced, "first_seen": {},
-             "restarts": restarts}
+             "restarts": restarts, "capabilities": capabilities}
     machine = type(name, (StoreMachine,), attrs)
     cast(Any, machine).TestCase.settings = machine_settings()
     return machine

@@ -85,13 +85,14 @@ def _bound_shrinking() -> None:
     engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS[profile_name()]
 
 
-def check_invariant(factory: StoreFactory, invariant: str, settings: Settings) -> Check:
+def check_invariant(factory: StoreFactory, invariant: str, settings: Settings,
+                    capabilities: Any = None) -> Check:
     """One verdict. I18 is a probe; I11 is the stateful run, then the start-race probe;
     I17 is the stateful run with `restart` among its rules; the rest, the stateful run."""
     _bound_shrinking()
     if invariant == "I18":
         return _from_probe(invariant, lambda: probes.probe_failing_sweeps(factory))
-    check = _stateful(factory, invariant, settings)
+    check = _stateful(factory, invariant, settings, capabilities)
     if invariant == "I11" and check.verdict == "pass":
         race = _from_probe(invariant, lambda: probes.probe_start_race(factory))
         if race.verdict == "fail":
@@ -110,8 +111,11 @@ def _from_probe(invariant: str, probe: Callable[[], probes.ProbeResult]) -> Chec
                  result.steps if verdict == "fail" else None, result.message)
 
 
-def _stateful(factory: StoreFactory, invariant: str, settings: Settings) -> Check:
-    machine = machine_for(factory, enforce={invariant}, restarts=invariant == "I17")
+def _stateful(factory: StoreFactory, invariant: str, settings: Settings,
+              capabilities: Any = None) -> Check:
+    durable = bool(getattr(capabilities, "durable", False))
+    machine = machine_for(factory, enforce={invariant}, capabilities=capabilities,
+                          restarts=invariant == "I17" or durable)
     calls = 0
     original = machine._do
 

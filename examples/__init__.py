@@ -1,0 +1,1 @@
+"""Example stores written by following specs/, to show the spec suffices."""

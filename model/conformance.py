@@ -1,0 +1,148 @@
+"""The conformance kit: hold someone else's store to the model.
+
+A store declares what it lacks with a `capabilities` attribute (a `Capabilities`); what
+it does not declare is checked. Like SQLAlchemy's requirements classes, a capability only
+ever narrows the check, and the report says what was left out and why.
+
+- `runbound conform package.module:factory` runs every applicable invariant, prints the
+  table, writes each counterexample as a JSON trace and as a pytest regression test, and
+  exits 1 on a violation.
+- `runbound replay TRACE package.module:factory` re-runs one trace.
+- In the author's own pytest run: `TestMyStore = conformance_test_case(factory)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import sys
+import unittest
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from model.invariants import INVARIANTS
+from model.protocol import StoreFactory
+from model.stateful import VERIFY_EXAMPLES, machine_for, machine_settings, profile_name
+from model.verify import Check, StoreReport
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a store has. The defaults are everything a full store has, but durability."""
+
+    #: a cleanup worker (`start_cleanup_worker` and the rest): I11, I16, I18
+    worker: bool = True
+    #: `append_event` and the ring buffer: I12
+    events: bool = True
+    #: `heartbeat`
+    heartbeat: bool = True
+    #: a restart (`reopen()`, or a new store from the factory) keeps every run: I17
+    durable: bool = False
+    #: safe to call from many threads at once (the concurrent check, when it exists)
+    thread_safe: bool = False
+
+    def skipped(self) -> dict[str, str]:
+        """Invariants left out, with the reason."""
+        out: dict[str, str] = {}
+        if not self.worker:
+            out |= {i: "declares no cleanup worker" for i in ("I11", "I16", "I18")}
+        if not self.events:
+            out["I12"] = "declares no events"
+        if not self.durable:
+            out["I17"] = "does not declare itself durable"
+        return out
+
+
+def capabilities_of(factory: StoreFactory) -> Capabilities:
+    declared = getattr(factory, "capabilities", None)
+    if declared is None:
+        from model.clock import VirtualClock
+        from model.policy import Policy
+
+        store = factory(Policy(), VirtualClock())
+        declared = getattr(store, "capabilities", None)
+        store.close()
+    return declared if isinstance(declared, Capabilities) else Capabilities()
+
+
+def load_factory(spec: str) -> StoreFactory:
+    """`package.module:attribute` -> the factory it names."""
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ValueError(f"expected package.module:factory, got {spec!r}")
+    if os.getcwd() not in sys.path:  # the author's own package, run from its checkout
+        sys.path.insert(0, os.getcwd())
+    target: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    return cast(StoreFactory, target)
+
+
+def conformance_test_case(factory: StoreFactory,
+                          capabilities: Capabilities | None = None) -> type[unittest.TestCase]:
+    """A unittest case (pytest collects it) running the stateful check on every
+    applicable invariant at once: `TestMyStore = conformance_test_case(my_factory)`."""
+    caps = capabilities or capabilities_of(factory)
+    enforce = [i for i in INVARIANTS if i not in caps.skipped() and i != "I18"]
+    machine = machine_for(factory, name="ConformanceMachine", enforce=enforce,
+                          restarts=caps.durable, capabilities=caps)
+    case: type[unittest.TestCase] = cast(Any, machine).TestCase
+    return case
+
+
+def write_counterexamples(report: StoreReport, spec: str, out: Path) -> list[Path]:
+    """For each failed check with a program: a JSON trace and a pytest regression test
+    that fails while the store still breaks the invariant."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for check in report.checks:
+        if check.verdict != "fail" or not check.counterexample_program:
+            continue
+        stem = f"{re.sub(r'[^A-Za-z0-9]+', '_', report.name)}_{check.invariant}"
+        trace = out / f"{stem}.json"
+        trace.write_text(json.dumps({"factory": spec, "invariant": check.invariant,
+                                     "message": check.note,
+                                     "program": check.counterexample_program},
+                                    indent=1) + "\n")
+        test = out / f"test_regression_{stem}.py"
+        test.write_text(REGRESSION.format(invariant=check.invariant, spec=spec,
+                                          trace=trace.name, stem=stem,
+                                          calls="\n".join(f"#     {c}" for c in
+                                                          check.counterexample or [])))
+        written += [trace, test]
+    return written
+
+
+REGRESSION = '''"""Regression test written by `runbound conform`: the store broke {invariant}.
+It fails while the store still does; delete it when it passes for good.
+
+# The program:
+{calls}
+"""
+
+import json
+from pathlib import Path
+
+from model.conformance import load_factory
+from model.replay import replay
+
+
+def test_{stem}() -> None:
+    trace = json.loads((Path(__file__).parent / "{trace}").read_text())
+    violation = replay(load_factory("{spec}"), trace["program"], {{"{invariant}"}})
+    assert violation is None, str(violation)
+'''
+
+
+def skipped_checks(caps: Capabilities) -> list[Check]:
+    return [Check(i, "unknown", 0, 0.0, note=f"not checked: the store {why}")
+            for i, why in caps.skipped().items()]
+
+
+def conform_settings(examples: int | None = None) -> Any:
+    """verify's budget, derandomized: the same store gives the same report."""
+    return machine_settings(database=None, derandomize=True,
+                            max_examples=examples or VERIFY_EXAMPLES[profile_name()])
