@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from model.protocol import StoreFactory
 from reference import broken
 from reference.memory import MemoryRunStore
+from reference.redis_server import on_local_server
 from reference.seeds.adapters import FixedS1Store, FixedS2Store, S1Store, S2Store
 from reference.sqlite import on_disk as sqlite_on_disk
 
@@ -28,6 +29,7 @@ STORES: tuple[Entry, ...] = (
     Entry("memory", MemoryRunStore, "the reference: thread-safe, in memory",
           frozenset({"I17"})),
     Entry("sqlite", sqlite_on_disk, "durable, embedded: one SQLite file, WAL"),
+    Entry("redis", on_local_server, "shared: Lua scripts on a redis-server of its own"),
     # The seed replicas, with the defects their reviews name; the checker reports more.
     Entry("seed:S1", S1Store, "replica of the llms.txt server's RunStore",
           frozenset({"I2", "I3", "I11", "I15", "I16", "I17", "I18"}), exact=False),

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -15,13 +16,14 @@ from model.errors import RunboundError
 from model.invariants import Observation, state_violations
 from model.lifecycle import Status
 from model.policy import Policy
-from model.protocol import RunStore
 from reference.memory import MemoryRunStore
+from reference.redis_server import on_local_server
 from reference.sqlite import on_disk
 
 
-@pytest.mark.parametrize("make", [MemoryRunStore, on_disk], ids=["memory", "sqlite"])
-def test_store_threads_keep_invariants(make: Callable[[Policy, Clock], RunStore]) -> None:
+@pytest.mark.parametrize("make", [MemoryRunStore, on_disk, on_local_server],
+                         ids=["memory", "sqlite", "redis"])
+def test_store_threads_keep_invariants(make: Callable[[Policy, Clock], Any]) -> None:
     policy = Policy(ttl=0.5, max_terminal=5, max_active=4, max_events_per_run=3,
                     stale_after=2.0)
     store = make(policy, time.monotonic)

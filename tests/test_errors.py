@@ -23,11 +23,13 @@ from model.lifecycle import Status
 from model.policy import Policy
 from model.protocol import RunStore
 from reference.memory import MemoryRunStore
+from reference.redis_server import on_local_server
 from reference.sqlite import on_disk
 
 STORES: dict[str, Callable[[Policy, VirtualClock], RunStore]] = {
     "memory": MemoryRunStore,
     "sqlite": on_disk,
+    "redis": on_local_server,
 }
 
 POLICY = Policy(ttl=10.0, max_terminal=3, max_active=2, max_events_per_run=2,

@@ -12,12 +12,15 @@ from model.stateful import machine_for, machine_settings
 from model.verify import check_store
 from reference import broken
 from reference.memory import MemoryRunStore
+from reference.redis_server import on_local_server
 from reference.sqlite import on_disk
 
 #: the whole check, every invariant enforced at once: pytest collects these unittest cases
 TestMemoryRunStore = machine_for(MemoryRunStore, name="MemoryMachine").TestCase
 #: the durable store also keeps everything across restarts (I17)
 TestSqliteRunStore = machine_for(on_disk, name="SqliteMachine", restarts=True).TestCase
+#: and so does the Redis store, on a redis-server the tests start
+TestRedisRunStore = machine_for(on_local_server, name="RedisMachine", restarts=True).TestCase
 
 CASES = [(cls, iid) for cls in broken.BROKEN for iid in cls.breaks]
 
