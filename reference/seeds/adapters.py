@@ -109,8 +109,16 @@ class S1Store(_Adapter):
             raise SystemExit
 
     def release(self) -> None:
-        """Harness only: end the worker threads S1 itself cannot stop."""
+        """Harness only: end the worker threads S1 itself cannot stop, and wait until
+        they are gone (their exit must not overlap the caller's next steps)."""
+        threads = self._worker_threads()
         self._release.set()
+        for thread in threads:
+            thread.join(10.0)
+
+    def _worker_threads(self) -> list[threading.Thread]:
+        return [t for t in threading.enumerate()
+                if getattr(getattr(t, "_target", None), "__self__", None) is self.replica]
 
     def _run(self, record: s1.RunRecord, seq: int = 0) -> Run:
         status = self.STATUS.get(record.status)
@@ -198,9 +206,7 @@ class S1Store(_Adapter):
             replica._loop()
 
     def cleanup_workers_alive(self) -> int:
-        return sum(1 for t in threading.enumerate()
-                   if getattr(getattr(t, "_target", None), "__self__", None) is self.replica
-                   and t.is_alive())
+        return sum(1 for t in self._worker_threads() if t.is_alive())
 
     def close(self) -> None:
         pass  # S1 has no close
