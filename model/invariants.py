@@ -46,6 +46,7 @@ INVARIANTS: dict[str, Invariant] = {i.id: i for i in (
     Invariant("I16", "the cleanup worker stops when asked (stop or close)"),
     Invariant("I17", "a restart keeps every run"),
     Invariant("I18", "a sweep failing for an hour logs a bounded number of lines"),
+    Invariant("I19", "concurrent calls are linearizable against the model"),
 )}
 
 

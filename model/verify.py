@@ -27,7 +27,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from rich.console import Console
 from rich.table import Table
 
-from model import probes
+from model import linearizability, probes
 from model.invariants import INVARIANTS, InvariantViolation
 from model.protocol import StoreFactory
 from model.stateful import SHRINK_SECONDS, machine_for, machine_settings, profile_name
@@ -90,6 +90,8 @@ def check_invariant(factory: StoreFactory, invariant: str, settings: Settings,
     """One verdict. I18 is a probe; I11 is the stateful run, then the start-race probe;
     I17 is the stateful run with `restart` among its rules; the rest, the stateful run."""
     _bound_shrinking()
+    if invariant == "I19":
+        return _linearizable(factory, capabilities)
     if invariant == "I18":
         return _from_probe(invariant, lambda: probes.probe_failing_sweeps(factory))
     check = _stateful(factory, invariant, settings, capabilities)
@@ -99,6 +101,26 @@ def check_invariant(factory: StoreFactory, invariant: str, settings: Settings,
             return race
         check.note = race.note
     return check
+
+
+def _linearizable(factory: StoreFactory, capabilities: Any) -> Check:
+    """I19: threads call the store at once; each history must be linearizable."""
+    declared = getattr(capabilities, "thread_safe", None)
+    if declared is None:
+        declared = getattr(factory, "thread_safe", False)
+    if not declared:
+        return Check("I19", "unknown", 0, 0.0, note="not checked: the store does not "
+                                                    "declare itself thread-safe")
+    began = time.perf_counter()
+    verdict, history = linearizability.stress(factory)
+    seconds = round(time.perf_counter() - began, 3)
+    if verdict.verdict == "pass":
+        return Check("I19", "pass", verdict.explored, seconds)
+    if verdict.verdict == "unknown":
+        return Check("I19", "unknown", verdict.explored, seconds, note=verdict.note)
+    return Check("I19", "fail", len(history), seconds,
+                 [verdict.note, *verdict.unordered, "# the whole history:", *history],
+                 f"I19: {verdict.note}")
 
 
 def _from_probe(invariant: str, probe: Callable[[], probes.ProbeResult]) -> Check:

@@ -7,11 +7,12 @@ Each overrides one seam of MemoryRunStore and names the invariants it must break
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
 from model import spec
-from model.errors import AdmissionRefused
+from model.errors import AdmissionRefused, RunAlreadyActive
 from model.lifecycle import Status, as_status
 from model.records import Run
 from reference.memory import MemoryRunStore
@@ -107,5 +108,34 @@ class TwoWorkersStore(MemoryRunStore):
         self.stop_cleanup_worker(10.0)
 
 
+
+
+class RacyStore(MemoryRunStore):
+    """`start` checks for an active run under the lock, releases it, and inserts under
+    the lock again: two threads can both start one id. Sequentially it is correct; only
+    the concurrent check can see it."""
+
+    label = "racy"
+    breaks = ("I19",)
+
+    def start(self, run_id: str) -> Run:
+        rid = spec.check_run_id(run_id)
+        with self._lock:
+            old = self._by_id.get(rid)
+            if old is not None and old.active:
+                raise RunAlreadyActive(rid, old.status, "S1: already active")
+        time.sleep(0.0005)  # the window between the check and the act
+        with self._lock:
+            now = self._now()
+            old = self._by_id.get(rid)
+            if old is not None:
+                self._unindex(old)
+            run = Run(rid, Status.PENDING, created_at=now, updated_at=now,
+                      seq=self._next_seq)
+            self._next_seq += 1
+            self._index(run)
+            return run
+
+
 BROKEN = (EvictsActiveStore, CountsOnlyTerminalStore, RestampsTerminatedAtStore,
-          TwoWorkersStore)
+          TwoWorkersStore, RacyStore)

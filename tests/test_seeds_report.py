@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from model.linearizability import stress
 from model.probes import probe_failing_sweeps, probe_start_race
 from model.protocol import StoreFactory
 from model.replay import replay
@@ -40,6 +41,9 @@ def test_counterexample_replays(row: dict[str, Any]) -> None:
     if iid == "I11" and row["counterexample_program"] is None:
         assert probe_start_race(replica).verdict == "fail"
         assert probe_start_race(fixed).verdict == "pass"
+        return
+    if iid == "I19":
+        assert stress(replica)[0].verdict == "fail"
         return
     if iid == "I18":
         assert probe_failing_sweeps(replica).verdict == "fail"
