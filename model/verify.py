@@ -25,10 +25,13 @@ from hypothesis import errors as hypothesis_errors
 from hypothesis import settings as Settings
 from hypothesis.stateful import run_state_machine_as_test
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from model import linearizability, probes
+from model.clock import VirtualClock
 from model.invariants import INVARIANTS, InvariantViolation
+from model.policy import Policy
 from model.protocol import StoreFactory
 from model.stateful import SHRINK_SECONDS, machine_for, machine_settings, profile_name
 
@@ -107,7 +110,11 @@ def _linearizable(factory: StoreFactory, capabilities: Any) -> Check:
     """I19: threads call the store at once; each history must be linearizable."""
     declared = getattr(capabilities, "thread_safe", None)
     if declared is None:
-        declared = getattr(factory, "thread_safe", False)
+        declared = getattr(factory, "thread_safe", None)
+    if declared is None:  # a plain factory function: ask a store it builds
+        store = factory(Policy(), VirtualClock())
+        declared = bool(getattr(store, "thread_safe", False))
+        store.close()
     if not declared:
         return Check("I19", "unknown", 0, 0.0, note="not checked: the store does not "
                                                     "declare itself thread-safe")
@@ -254,5 +261,5 @@ def render(reports: Sequence[StoreReport], out: Console | None = None) -> None:
                 for line in check.counterexample:
                     out.print(f"    {line}", markup=False, highlight=False)
             elif check.verdict == "unknown":
-                out.print(f"\n[bold]{report.name}[/] {check.invariant}: unknown: "
-                              f"{check.note}", markup=False)
+                out.print(f"[bold]{escape(report.name)}[/] {check.invariant}: unknown: "
+                          f"{escape(check.note)}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from types import TracebackType
@@ -40,10 +40,10 @@ from model.errors import (
 from model.lifecycle import Status, as_status, check_transition
 from model.policy import Policy
 from model.records import Page, Run, SweepResult
-from reference.worker import CleanupWorker
+from reference.worker import CleanupWorker, WorkerMixin
 
 
-class MemoryRunStore:
+class MemoryRunStore(WorkerMixin):
     thread_safe = True
 
     def __init__(self, policy: Policy, clock: Clock = time.monotonic) -> None:
@@ -157,24 +157,6 @@ class MemoryRunStore:
             # the worker's own lock makes check-and-start atomic; taking ours too orders it
             # against close(), so no worker can start on a closed store
             return self._worker.start(interval)
-
-    def stop_cleanup_worker(self, timeout: float | None = None) -> bool:
-        return self._worker.stop(timeout)
-
-    def cleanup_workers_alive(self) -> int:
-        return self._worker.alive()
-
-    # --- seams for the worker probes (model/probes.py) -------------------------------
-
-    def set_race_window(self, pause: Callable[[], None]) -> None:
-        self._worker.race_window = pause
-
-    def run_worker_loop(self, interval: float, wait: Callable[[float], bool],
-                        sweep: Callable[[], object]) -> None:
-        """Run this store's worker loop in the calling thread, with `wait` for its sleep
-        and `sweep` for `prune`."""
-        CleanupWorker(sweep, name=self._worker.name, max_backoff=self._worker.max_backoff,
-                      logger=self._worker._log).run(interval, wait)
 
     def close(self) -> None:
         with self._lock:

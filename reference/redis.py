@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,7 +30,7 @@ from model.clock import Clock
 from model.lifecycle import Status, as_status
 from model.policy import Policy
 from model.records import Page, Run, SweepResult
-from reference.worker import CleanupWorker
+from reference.worker import CleanupWorker, WorkerMixin
 
 LUA = (Path(__file__).parent / "redis.lua").read_text()
 ERRORS: dict[str, type[errors.RunboundError]] = {
@@ -50,7 +49,7 @@ def _run(row: list[Any]) -> Run:
                int(dropped), int(seq))
 
 
-class RedisRunStore:
+class RedisRunStore(WorkerMixin):
     thread_safe = True
 
     def __init__(self, policy: Policy, clock: Clock = time.monotonic, *,
@@ -125,19 +124,6 @@ class RedisRunStore:
         if self._closed:
             raise errors.StoreClosed("*", "closed", "L1: the store is closed")
         return self._worker.start(interval)
-
-    def stop_cleanup_worker(self, timeout: float | None = None) -> bool:
-        return self._worker.stop(timeout)
-
-    def cleanup_workers_alive(self) -> int:
-        return self._worker.alive()
-
-    def set_race_window(self, pause: Callable[[], None]) -> None:
-        self._worker.race_window = pause
-
-    def run_worker_loop(self, interval: float, wait: Callable[[float], bool],
-                        sweep: Callable[[], object]) -> None:
-        CleanupWorker(sweep, name=self._worker.name).run(interval, wait)
 
     def close(self) -> None:
         self._worker.stop(timeout=10.0)

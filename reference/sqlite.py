@@ -25,7 +25,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from types import TracebackType
@@ -42,7 +42,7 @@ from model.errors import (
 from model.lifecycle import Status, as_status, check_transition
 from model.policy import Policy
 from model.records import Page, Run, SweepResult
-from reference.worker import CleanupWorker
+from reference.worker import CleanupWorker, WorkerMixin
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -86,7 +86,7 @@ def _run(row: tuple[object, ...]) -> Run:
                tuple(json.loads(str(events))), int(dropped), int(seq))  # type: ignore[call-overload]
 
 
-class SqliteRunStore:
+class SqliteRunStore(WorkerMixin):
     thread_safe = True
 
     def __init__(self, policy: Policy, clock: Clock = time.monotonic,
@@ -208,19 +208,6 @@ class SqliteRunStore:
         with self._lock:
             self._check_open()
             return self._worker.start(interval)
-
-    def stop_cleanup_worker(self, timeout: float | None = None) -> bool:
-        return self._worker.stop(timeout)
-
-    def cleanup_workers_alive(self) -> int:
-        return self._worker.alive()
-
-    def set_race_window(self, pause: Callable[[], None]) -> None:
-        self._worker.race_window = pause
-
-    def run_worker_loop(self, interval: float, wait: Callable[[float], bool],
-                        sweep: Callable[[], object]) -> None:
-        CleanupWorker(sweep, name=self._worker.name).run(interval, wait)
 
     def close(self) -> None:
         self._worker.stop(timeout=10.0)

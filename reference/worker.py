@@ -89,3 +89,27 @@ class CleanupWorker:
             failures, delay = 0, interval
             if result:
                 self._log.info("cleanup sweep: %s", result)
+
+
+class WorkerMixin:
+    """The worker half of the store interface, for a store that keeps a CleanupWorker as
+    `_worker` (its `start_cleanup_worker` is its own: it must refuse on a closed store),
+    with the two seams the worker probes use (model/probes.py)."""
+
+    _worker: CleanupWorker
+
+    def stop_cleanup_worker(self, timeout: float | None = None) -> bool:
+        return self._worker.stop(timeout)
+
+    def cleanup_workers_alive(self) -> int:
+        return self._worker.alive()
+
+    def set_race_window(self, pause: Callable[[], None]) -> None:
+        self._worker.race_window = pause
+
+    def run_worker_loop(self, interval: float, wait: Callable[[float], bool],
+                        sweep: Callable[[], object]) -> None:
+        """The store's worker loop, in the calling thread, with `wait` for its sleep and
+        `sweep` for its prune."""
+        CleanupWorker(sweep, name=self._worker.name, max_backoff=self._worker.max_backoff,
+                      logger=self._worker._log).run(interval, wait)
