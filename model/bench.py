@@ -167,7 +167,7 @@ def main() -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(r["case"], f"{r['memory_s'] * 1e3:.3f} ms",
-                      f"{r['baseline_s'] * 1e3:.3f} ms ({r['baseline']})", f"{r['ratio']:.2f}x")
+                      f"{r['baseline_s'] * 1e3:.3f} ms ({r['baseline']})", f"{r['ratio']:.3g}x")
     console.print(table)
     held = Table(title="lock hold time of one list_runs(limit=50): longest of all calls")
     for col in ("runs", "MemoryRunStore", "S1 replica", "ratio (memory / S1)"):
@@ -175,7 +175,7 @@ def main() -> None:
     for r in rows:
         if "lock_hold_ratio" in r:
             held.add_row(r["case"].rsplit(" ", 1)[1], f"{r['lock_hold_memory_s'] * 1e6:.1f} us",
-                         f"{r['lock_hold_s1_s'] * 1e6:.1f} us", f"{r['lock_hold_ratio']:.4f}x")
+                         f"{r['lock_hold_s1_s'] * 1e6:.1f} us", f"{r['lock_hold_ratio']:.3g}x")
     console.print(held)
     out = Path("out/bench.json")
     out.parent.mkdir(exist_ok=True)
