@@ -41,8 +41,11 @@ class Capabilities:
     heartbeat: bool = True
     #: a restart (`reopen()`, or a new store from the factory) keeps every run: I17
     durable: bool = False
-    #: safe to call from many threads at once (the concurrent check, when it exists)
+    #: safe to call from many threads at once: the concurrent check (I19)
     thread_safe: bool = False
+    #: the store keeps times only to this many seconds (e.g. 0.001 for milliseconds): the
+    #: checks move their clock in whole multiples of it (0: any step)
+    clock_granularity: float = 0.0
 
     def skipped(self) -> dict[str, str]:
         """Invariants left out, with the reason."""
@@ -53,19 +56,25 @@ class Capabilities:
             out["I12"] = "declares no events"
         if not self.durable:
             out["I17"] = "does not declare itself durable"
+        if not self.thread_safe:
+            out["I19"] = "does not declare itself thread-safe"
         return out
 
 
 def capabilities_of(factory: StoreFactory) -> Capabilities:
     declared = getattr(factory, "capabilities", None)
+    thread_safe = getattr(factory, "thread_safe", None)
     if declared is None:
         from model.clock import VirtualClock
         from model.policy import Policy
 
         store = factory(Policy(), VirtualClock())
         declared = getattr(store, "capabilities", None)
+        thread_safe = getattr(store, "thread_safe", thread_safe)
         store.close()
-    return declared if isinstance(declared, Capabilities) else Capabilities()
+    if isinstance(declared, Capabilities):
+        return declared
+    return Capabilities(thread_safe=bool(thread_safe))  # a bare `thread_safe = True` counts
 
 
 def load_factory(spec: str) -> StoreFactory:

@@ -304,6 +304,9 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from([1.0, 5.0, 0.5, 20.0, 61.0]))
     def advance_clock(self, seconds: float) -> None:
+        grain = float(getattr(type(self).capabilities, "clock_granularity", 0.0) or 0.0)
+        if grain > 0:  # a store that keeps coarser times sees whole steps only
+            seconds = math.ceil(seconds / grain) * grain
         self.clock.advance(seconds)
         self.trace.append(f"clock.advance({seconds!r})")
         self.program.append({"op": "advance_clock", "args": [seconds]})

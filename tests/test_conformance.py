@@ -12,6 +12,7 @@ from pathlib import Path
 from examples.simple_store import SimpleStore
 from model.cli import main
 from model.conformance import Capabilities, capabilities_of, conformance_test_case, load_factory
+from model.policy import Policy
 from reference.broken import EvictsActiveStore
 from reference.memory import MemoryRunStore
 
@@ -21,8 +22,21 @@ TestSimpleStoreConforms = conformance_test_case(SimpleStore)
 
 def test_capabilities_are_read_from_the_store() -> None:
     assert capabilities_of(SimpleStore) == Capabilities(worker=False, thread_safe=True)
-    assert capabilities_of(MemoryRunStore) == Capabilities()  # undeclared: all checked
-    assert set(Capabilities(worker=False).skipped()) == {"I11", "I16", "I17", "I18"}
+    # undeclared: everything checked; a bare `thread_safe = True` turns on I19
+    assert capabilities_of(MemoryRunStore) == Capabilities(thread_safe=True)
+    assert set(Capabilities(worker=False).skipped()) == {"I11", "I16", "I17", "I18", "I19"}
+
+
+def test_clock_granularity_rounds_the_checks_clock_steps() -> None:
+    """A store keeping whole seconds sees the machine's 0.5 s step as 1 s."""
+    from model.stateful import machine_for
+
+    machine = machine_for(MemoryRunStore, capabilities=Capabilities(clock_granularity=1.0))()
+    machine.setup(Policy(), started=[])
+    before = machine.clock()
+    machine.advance_clock(0.5)
+    assert machine.clock() - before == 1.0
+    machine.teardown()
 
 
 def test_load_factory_names_module_and_attribute() -> None:
