@@ -125,8 +125,10 @@ def _linearizable(factory: StoreFactory, capabilities: Any) -> Check:
         return Check("I19", "pass", verdict.explored, seconds)
     if verdict.verdict == "unknown":
         return Check("I19", "unknown", verdict.explored, seconds, note=verdict.note)
+    shown = history[:20] + ([f"# ... {len(history) - 20} more calls"]
+                            if len(history) > 20 else [])
     return Check("I19", "fail", len(history), seconds,
-                 [verdict.note, *verdict.unordered, "# the whole history:", *history],
+                 [verdict.note, *verdict.unordered, "# the history, by invocation:", *shown],
                  f"I19: {verdict.note}")
 
 
