@@ -68,7 +68,7 @@ def test_RedisRunStore_two_processes_see_one_bounded_store(server: RedisServer) 
                               stdout=subprocess.PIPE, text=True, env=env)
              for name in ("p", "q")]
     admitted = [int(p.communicate()[0]) for p in procs]
-    assert sum(admitted) == 50 and min(admitted) > 0
+    assert sum(admitted) == 50  # together, exactly max_active: one bounded store
     with RedisRunStore(Policy(max_active=50), url=server.url, prefix="t:{shared}:") as store:
         assert len(store) == 50
 
