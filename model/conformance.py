@@ -8,7 +8,8 @@ ever narrows the check, and the report says what was left out and why.
   table, writes each counterexample as a JSON trace and as a pytest regression test, and
   exits 1 on a violation.
 - `runbound replay TRACE package.module:factory` re-runs one trace.
-- In the author's own pytest run: `TestMyStore = conformance_test_case(factory)`.
+- In the author's own pytest run: `TestMyStore = conformance_test_case(factory)`, or
+  `class TestMyStore(StoreConformance): factory = staticmethod(factory)`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 import unittest
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from model.invariants import INVARIANTS
 from model.protocol import StoreFactory
@@ -100,6 +101,22 @@ def conformance_test_case(factory: StoreFactory,
                           restarts=caps.durable, capabilities=caps)
     case: type[unittest.TestCase] = cast(Any, machine).TestCase
     return case
+
+
+class StoreConformance(unittest.TestCase):
+    """The same check as a base class: `class TestMyStore(StoreConformance):` with
+    `factory = staticmethod(my_factory)` (and `capabilities = Capabilities(...)` if the
+    store does not declare them itself)."""
+
+    factory: ClassVar[Any] = None  # a StoreFactory (Any: a callable class attribute)
+    capabilities: ClassVar[Capabilities | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.factory is not None:
+            case: Any = conformance_test_case(cls.factory, cls.capabilities)
+            cls.runTest = case.runTest  # type: ignore[attr-defined]
+            cls.settings = case.settings  # type: ignore[attr-defined]
 
 
 def write_counterexamples(report: StoreReport, spec: str, out: Path) -> list[Path]:

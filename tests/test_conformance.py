@@ -11,13 +11,25 @@ from pathlib import Path
 
 from examples.simple_store import SimpleStore
 from model.cli import main
-from model.conformance import Capabilities, capabilities_of, conformance_test_case, load_factory
+from model.conformance import (
+    Capabilities,
+    StoreConformance,
+    capabilities_of,
+    conformance_test_case,
+    load_factory,
+)
 from model.policy import Policy
 from reference.broken import EvictsActiveStore
 from reference.memory import MemoryRunStore
 
-#: the store author's view: the whole check in their own pytest run
+#: the store author's view: the whole check in their own pytest run, as a test case...
 TestSimpleStoreConforms = conformance_test_case(SimpleStore)
+
+
+class TestSimpleStoreByBaseClass(StoreConformance):
+    """...or as a base class."""
+
+    factory = staticmethod(SimpleStore)
 
 
 def test_capabilities_are_read_from_the_store() -> None:
