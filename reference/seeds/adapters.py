@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -58,7 +59,7 @@ def _unknown(run_id: object) -> UnknownRun:
     return UnknownRun(run_id, "absent", "V1: no run with this id is retained")
 
 
-class _Adapter:
+class _Adapter(ABC):
     """What both adapters share: a `len`/`snapshot` pair and a diff-based prune."""
 
     thread_safe = True
@@ -67,8 +68,9 @@ class _Adapter:
         self.policy = policy
         self._clock = clock
 
+    @abstractmethod
     def _runs(self) -> list[Run]:
-        raise NotImplementedError
+        """Every run the replica holds, mapped."""
 
     def snapshot(self) -> tuple[Run, ...]:
         return tuple(self._runs())
