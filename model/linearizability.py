@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,17 +26,7 @@ from model.errors import RunboundError
 from model.lifecycle import Status
 from model.policy import Policy
 from model.protocol import StoreFactory
-from model.records import Page
-
-MODEL_CALLS: dict[str, Callable[[spec.ModelState, float, tuple[Any, ...]],
-                                tuple[spec.ModelState, Any]]] = {
-    "start": lambda m, now, a: spec.start(m, a[0], now),
-    "transition": lambda m, now, a: spec.transition(m, a[0], a[1], now),
-    "heartbeat": lambda m, now, a: spec.heartbeat(m, a[0], now),
-    "append_event": lambda m, now, a: spec.append_event(m, a[0], a[1], now),
-    "get": lambda m, now, a: (m, spec.get(m, a[0], now)),
-    "list_runs": lambda m, now, a: (m, spec.list_runs(m, a[0], None, None, now)),
-}
+from model.stateful import MODEL_CALLS, same_result
 
 
 @dataclass(frozen=True)
@@ -73,14 +62,6 @@ class Recorder:
         returned = time.perf_counter_ns()
         with self._lock:
             self.calls.append(Call(thread, op, args, invoked, returned, result))
-
-
-def _same(expected: Any, actual: Any) -> bool:
-    if isinstance(expected, RunboundError):
-        return type(actual) is type(expected)
-    if isinstance(expected, Page):
-        return isinstance(actual, Page) and actual.runs == expected.runs
-    return bool(type(actual) is type(expected) and actual == expected)
 
 
 @dataclass
@@ -124,7 +105,7 @@ def check_history(policy: Policy, calls: list[Call], now: float, *,
                 new_state, expected = MODEL_CALLS[c.op](state, now, c.args)
             except RunboundError as error:
                 new_state, expected = state, error
-            if _same(expected, c.result):
+            if same_result(expected, c.result):
                 stack.append((done | 1 << i, new_state))
     left = [str(calls[i]) for i in range(n) if not best >> i & 1]
     return Verdict("fail", explored, left[:8],

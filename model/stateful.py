@@ -181,7 +181,9 @@ def from_json(value: object) -> object:
     return value
 
 
-def _same(expected: object, actual: object) -> bool:
+def same_result(expected: object, actual: object) -> bool:
+    """Does the store's answer match the model's? Errors by class, pages by their runs and
+    whether a next page exists (cursors are each store's own), values by equality."""
     if isinstance(expected, RunboundError):
         return type(actual) is type(expected)
     if isinstance(expected, Page):
@@ -407,7 +409,7 @@ class StoreMachine(RuleBasedStateMachine):
         if op == "stop_cleanup_worker" and after.workers:
             found.append(("I16", f"{after.workers} cleanup worker(s) alive after "
                                  f"stop_cleanup_worker()"))
-        if not _same(expected, actual):
+        if not same_result(expected, actual):
             found.append(("I13", f"{_call_text(op, args)}: model {_show(expected)}, "
                                  f"store {_show(actual)}"))
         found += retained_violations(after.by_id(), model_after.by_id())
