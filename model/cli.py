@@ -49,7 +49,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec.add_argument("--check", action="store_true",
                       help="exit 1 if specs/ differs from what the model generates")
 
+    explore = sub.add_parser("explore", help="every state of a small world, breadth first")
+    explore.add_argument("--ids", type=int, default=2, help="run ids (default 2)")
+    explore.add_argument("--horizon", type=int, default=4, help="clock ticks (default 4)")
+    explore.add_argument("--interval", type=int, default=1, help="worker interval, ticks")
+    explore.add_argument("--events", type=int, default=1, help="appends tried per run")
+    explore.add_argument("--policy", default='{"ttl": 2, "max_terminal": 1, "max_active": 2,'
+                         ' "max_events_per_run": 1, "stale_after": 2, "sweep": "background"}',
+                         help="the policy, as JSON (fields of model.policy.Policy)")
+    explore.add_argument("--no-symmetry", action="store_true", help="name every run id")
+    explore.add_argument("--plant", help="explore a deliberately broken model: one of "
+                         "evicts-active, admits-one-more, idle-worker")
+    explore.add_argument("--max-states", type=int, default=2_000_000)
+    explore.add_argument("--replay", type=int, metavar="DEPTH",
+                         help="also replay every path up to DEPTH calls against --store")
+    explore.add_argument("--store", default="memory",
+                         help="a store of `runbound verify` (default memory), or "
+                              "package.module:factory")
+
     args = parser.parse_args(argv)
+    if args.command == "explore":
+        return _explore(args)
     if args.command == "verify":
         return _verify(args)
     if args.command == "seeds":
@@ -95,6 +115,54 @@ def _conform(args: argparse.Namespace) -> int:
                   f"{', '.join(sorted(report.failed, key=lambda i: int(i[1:])))}")
         return 1
     out.print("[green]conforms[/] on every invariant checked")
+    return 0
+
+
+def _explore(args: argparse.Namespace) -> int:
+    import json
+
+    from model import explore
+    from model.conformance import load_factory
+    from model.policy import Policy
+    from reference.catalog import BROKEN, STORES
+
+    world = explore.World(ids=args.ids, policy=Policy(**json.loads(args.policy)),
+                          horizon=args.horizon, interval=args.interval, events=args.events,
+                          symmetry=not args.no_symmetry)
+    print(f"world: {world.ids} run ids, clock 0..{world.horizon}, worker every "
+          f"{world.interval}s, {world.policy}")
+    if args.plant:
+        print(f"planted bug: {args.plant}: {explore.PLANTED[args.plant][0]}")
+    result = explore.explore(world, plant=args.plant, max_states=args.max_states)
+    print(f"{result.states:,} states ({result.named_states:,} with named ids: symmetry "
+          f"reduction x{result.reduction:.2f}), {result.transitions:,} transitions, depth "
+          f"{result.depth}, {result.seconds:.2f}s: {result.states_per_second:,.0f} states/s, "
+          f"{result.transitions / max(result.seconds, 1e-9):,.0f} transitions/s"
+          f"{'' if result.complete else ' (stopped at --max-states)'}")
+    cov = result.coverage
+    table = {(a, b) for a, targets in explore.TRANSITIONS.items() for b in targets}
+    print(f"coverage: statuses {len(cov.statuses)}/{len(explore.Status)}, table edges "
+          f"{len(cov.edges & table)}/{len(table)}"
+          + "".join(f"; not reached: {a}->{b}" for a, b in sorted(table - cov.edges)))
+    for (op, outcome), n in sorted(cov.outcomes.items()):
+        print(f"  {op:22} {outcome:18} {n:>10,}")
+    if result.violation is not None:
+        v = result.violation
+        print(f"\n{v.property} broken: {v.message}\nshortest path ({len(v.path)} steps):")
+        for line in explore.show_path(v.path):
+            print(f"  {line}")
+        return 1
+    print("every invariant and E1, E2 hold in every state")
+    if args.replay is not None:
+        by_name = {e.name: e.factory for e in (*STORES, *BROKEN)}
+        factory = by_name.get(args.store) or load_factory(args.store)
+        replayed = explore.replay_paths(world, factory, args.replay)
+        print(f"replayed {replayed.programs:,} programs against {args.store} in "
+              f"{replayed.seconds:.1f}s")
+        if replayed.failure is not None:
+            print(replayed.failure[0])
+            return 1
+        print(f"{args.store} agrees with the model on every path up to {args.replay} calls")
     return 0
 
 
