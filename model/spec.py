@@ -55,13 +55,20 @@ def initial(policy: Policy) -> ModelState:
 # --- the three retention tests ---------------------------------------------------------
 
 def expired(run: Run, policy: Policy, now: float) -> bool:
-    """True iff `run` is terminal and its TTL has run out: it is invisible (I5)."""
+    """True iff `run` is terminal and its TTL has run out: it is invisible (I5).
+
+    pre: (run.terminated_at is not None) == run.terminal
+    post: not (__return__ and run.active)
+    """
     return (run.terminated_at is not None and policy.ttl is not None
             and not now < run.terminated_at + policy.ttl)
 
 
 def stale(run: Run, policy: Policy, now: float) -> bool:
-    """True iff `run` is active and has not been updated for `stale_after`."""
+    """True iff `run` is active and has not been updated for `stale_after`.
+
+    post: not (__return__ and run.terminal)
+    """
     return (run.status.active and policy.stale_after is not None
             and not now < run.updated_at + policy.stale_after)
 
@@ -76,7 +83,16 @@ def eviction_key(run: Run) -> tuple[float, int]:
 # --- sweeping ------------------------------------------------------------------------
 
 def enforce_cap(runs: tuple[Run, ...], policy: Policy) -> tuple[tuple[Run, ...], tuple[str, ...]]:
-    """Drop the oldest terminal runs beyond `max_terminal` (I1). Never an active one (I4)."""
+    """Drop the oldest terminal runs beyond `max_terminal` (I1). Never an active one (I4).
+    It relies on run ids being unique (CrossHair found that it must: two runs with one id
+    would go together), which every ModelState keeps.
+
+    pre: all(a.run_id != b.run_id for i, a in enumerate(runs) for b in runs[:i])
+    pre: all((r.terminated_at is not None) == r.terminal for r in runs)
+    post: policy.max_terminal is None or sum(r.terminal for r in __return__[0]) <= policy.max_terminal
+    post: all(r in __return__[0] for r in runs if r.active)
+    post: len(__return__[0]) + len(__return__[1]) == len(runs)
+    """
     if policy.max_terminal is None:
         return runs, ()
     terminal = sorted((r for r in runs if r.terminal), key=eviction_key)
@@ -90,7 +106,14 @@ def enforce_cap(runs: tuple[Run, ...], policy: Policy) -> tuple[tuple[Run, ...],
 def _sweep(runs: tuple[Run, ...], policy: Policy, now: float
            ) -> tuple[tuple[Run, ...], SweepResult]:
     """Reap stale active runs (to FAILED, never deleted), drop expired terminal runs, then
-    enforce the cap. Reaping comes first so a reaped run's TTL starts now."""
+    enforce the cap. Reaping comes first so a reaped run's TTL starts now.
+
+    pre: all(a.run_id != b.run_id for i, a in enumerate(runs) for b in runs[:i])
+    pre: all((r.terminated_at is not None) == r.terminal for r in runs)
+    pre: all(r.updated_at <= now and (r.terminated_at or 0.0) <= now for r in runs)
+    post: not any(stale(r, policy, now) or expired(r, policy, now) for r in __return__[0])
+    post: all(r in __return__[0] or r.run_id in __return__[1].reaped for r in runs if r.active)
+    """
     reaped: list[str] = []
     kept: list[Run] = []
     for run in runs:
@@ -258,7 +281,13 @@ def check_payload(run_id: str, payload: object) -> str:
 
 def buffer_event(run: Run, payload: str, policy: Policy) -> Run:
     """`run` with `payload` appended to its ring buffer: the newest
-    `max_events_per_run` are kept, the rest counted in `dropped_events`."""
+    `max_events_per_run` are kept, the rest counted in `dropped_events`.
+
+    pre: policy.max_events_per_run is None or len(run.events) <= policy.max_events_per_run
+    post: policy.max_events_per_run is None or len(__return__.events) <= policy.max_events_per_run
+    post: __return__.dropped_events + len(__return__.events) == run.dropped_events + len(run.events) + 1
+    post: policy.max_events_per_run == 0 or __return__.events[-1] == payload
+    """
     events, dropped = (*run.events, payload), run.dropped_events
     cap = policy.max_events_per_run
     if cap is not None and len(events) > cap:

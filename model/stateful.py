@@ -60,13 +60,16 @@ PROFILES: dict[str, dict[str, Any]] = {
     "default": {"max_examples": 200, "stateful_step_count": 25},
     # RUNBOUND_PROFILE=thorough: long explorations, for a release or a new store
     "thorough": {"max_examples": 2000, "stateful_step_count": 80},
+    # RUNBOUND_PROFILE=crosshair: Hypothesis draws through CrossHair's symbolic backend
+    # (hypothesis-crosshair), which steers choices down paths random draws rarely take
+    "crosshair": {"max_examples": 100, "stateful_step_count": 15, "backend": "crosshair"},
 }
 #: seconds Hypothesis may spend shrinking one counterexample in `verify` (its own default
 #: is 300): past it, the shortest program found so far is reported
-SHRINK_SECONDS = {"default": 8, "thorough": 60}
+SHRINK_SECONDS = {"default": 8, "thorough": 60, "crosshair": 8}
 #: examples per (store, invariant) in `verify`: more than the test suite's, since each
 #: pair runs alone and a pass is cheap
-VERIFY_EXAMPLES = {"default": 500, "thorough": 5000}
+VERIFY_EXAMPLES = {"default": 500, "thorough": 5000, "crosshair": 100}
 for _name, _values in PROFILES.items():
     settings.register_profile(
         f"runbound-{_name}", deadline=None, derandomize=False,
