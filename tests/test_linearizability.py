@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from model.errors import RunAlreadyActive
 from model.lifecycle import Status
-from model.linearizability import Call, check_history, stress
+from model.linearizability import Call, check_history, partition, stress
 from model.policy import Policy
 from model.records import Run
 from reference.broken import RacyStore
@@ -43,8 +43,25 @@ def test_search_over_budget_is_unknown_not_pass() -> None:
     calls = [Call(t, "start", (f"r{t}",), 0, 100, Run(f"r{t}", Status.PENDING, 1000.0,
                                                         1000.0)) for t in range(7)]
     calls.append(Call(7, "get", ("zz",), 0, 100, A))
-    assert check_history(Policy(), calls, 1000.0, budget=50).verdict == "unknown"
-    assert check_history(Policy(), calls, 1000.0).verdict == "fail"
+    coupled = Policy(max_active=10)  # a cap: one history, not one per run id
+    assert check_history(coupled, calls, 1000.0, budget=50).verdict == "unknown"
+    assert check_history(coupled, calls, 1000.0).verdict == "fail"
+
+
+def test_history_splits_per_run_only_when_nothing_couples_runs() -> None:
+    calls = [Call(t, "start", (rid,), 0, 10, Run(rid, Status.PENDING, 1000.0, 1000.0))
+             for t, rid in enumerate("abab")]
+    assert len(partition(Policy(), calls)) == 2
+    assert len(partition(Policy(max_terminal=3), calls)) == 1
+    assert len(partition(Policy(), [*calls, Call(9, "list_runs", (5,), 0, 10, None)])) == 1
+    # two successful starts of "a" overlap: the part of "a" fails, and says so
+    verdict = check_history(Policy(), calls, 1000.0)
+    assert verdict.verdict == "fail" and "run 'a'" in verdict.note
+
+
+def test_a_long_history_of_eight_threads_is_checked() -> None:
+    verdict, _ = stress(MemoryRunStore, threads=8, calls_per_thread=500, histories=1)
+    assert verdict.verdict == "pass" and verdict.explored >= 8 * 500
 
 
 def test_thread_safe_stores_are_linearizable() -> None:
