@@ -328,7 +328,7 @@ def _done(result: Result, parents: dict[Key, Any], started: float) -> Result:
 
 def _cover(cov: Coverage, node: Node, action: Action, nxt: Node,
            error: RunboundError | None) -> None:
-    op, args = action
+    op, _args = action
     cov.outcomes[(op, "ok" if error is None else type(error).__name__)] += 1
     if error is not None or nxt.model is node.model:
         return
@@ -336,7 +336,7 @@ def _cover(cov: Coverage, node: Node, action: Action, nxt: Node,
     for run in nxt.model.runs:
         cov.statuses.add(run.status)
         was = before.get(run.run_id)
-        if was is not None and was is not run.status and not (op == "start"):
+        if was is not None and was is not run.status and op != "start":
             cov.edges.add((was, run.status))
 
 

@@ -145,7 +145,7 @@ def _check(policy: Policy, calls: list[Call], now: float, budget: int) -> Verdic
             except RunboundError as error:
                 new_state, expected = state, error
             if same_result(expected, c.result):
-                stack.append((pos[:t] + (pos[t] + 1,) + pos[t + 1:], new_state))
+                stack.append(((*pos[:t], pos[t] + 1, *pos[t + 1:]), new_state))
     left = sorted((c for t in range(len(per)) for c in per[t][best[t]:]),
                   key=lambda c: c.invoked)
     return Verdict("fail", explored, [str(c) for c in left[:8]],
