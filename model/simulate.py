@@ -32,7 +32,7 @@ import bisect
 import heapq
 import math
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
@@ -175,13 +175,19 @@ class Engine(Protocol):
 class FastEngine:
     """The policy of `model.spec`, incrementally. Counters say what retention did."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy,
+                 ttl_by_outcome: Mapping[Status, float] | None = None) -> None:
+        """`ttl_by_outcome`: a TTL per terminal status, overriding `policy.ttl` (a policy
+        the model does not have: here to see what it would buy)."""
         self.policy = policy
+        self.ttls = dict(ttl_by_outcome or {})
         self.active: dict[str, float] = {}              # run -> updated_at
-        self.terminal: dict[str, tuple[float, int]] = {}  # run -> (terminated_at, seq)
+        # run -> (terminated_at, seq, status)
+        self.terminal: dict[str, tuple[float, int, Status]] = {}
         self.events: dict[str, int] = {}
         self.total_events = 0
         self._by_end: list[tuple[float, int, str]] = []   # eviction order, lazily cleaned
+        self._by_expiry: list[tuple[float, int, str]] = []  # TTL order, lazily cleaned
         self._by_lease: list[tuple[float, str]] = []      # lease order, lazily cleaned
         self._seq = 0                                     # start order, as the model's
         self._started: dict[str, int] = {}
@@ -218,7 +224,7 @@ class FastEngine:
             return False
         self._lazy(now)
         del self.active[rid]
-        self._end(rid, now)
+        self._end(rid, now, status)
         self._cap()
         return True
 
@@ -240,9 +246,9 @@ class FastEngine:
         if rid in self.active:
             return Status.RUNNING
         end = self.terminal.get(rid)
-        if end is None or self._past_ttl(end[0], now):
+        if end is None or self._past_ttl(end, now):
             return None
-        return Status.COMPLETED  # the simulator knows the outcome; visible is what counts
+        return end[2]
 
     def sweep(self, now: float) -> None:
         after = self.policy.stale_after
@@ -253,20 +259,20 @@ class FastEngine:
                 self.work += 1
                 if self.active.get(rid) == updated:  # else a stale heap entry
                     del self.active[rid]
-                    self._end(rid, now)
+                    self._end(rid, now, Status.FAILED)
                     self.reaped += 1
-        ttl, heap = self.policy.ttl, self._by_end
-        if ttl is not None:
-            while heap and heap[0][0] + ttl <= now:
-                self.work += 1
-                if self._pop_oldest():
-                    self.expired += 1
+        heap = self._by_expiry
+        while heap and heap[0][0] <= now:
+            self.work += 1
+            if self._pop(heap):
+                self.expired += 1
         self._cap()
 
+    def ttl_of(self, status: Status) -> float | None:
+        return self.ttls.get(status, self.policy.ttl)
+
     def counts(self, now: float) -> tuple[int, int, int, int]:
-        ttl = self.policy.ttl
-        past = 0 if ttl is None else sum(1 for end, _ in self.terminal.values()
-                                         if end + ttl <= now)
+        past = sum(1 for end in self.terminal.values() if self._past_ttl(end, now))
         return len(self.active), len(self.terminal), past, self.total_events
 
     # internals
@@ -279,30 +285,37 @@ class FastEngine:
         if self.policy.lazy:
             self.sweep(now)
 
-    def _past_ttl(self, end: float, now: float) -> bool:
-        return self.policy.ttl is not None and end + self.policy.ttl <= now
+    def _past_ttl(self, end: tuple[float, int, Status], now: float) -> bool:
+        ttl = self.ttl_of(end[2])
+        return ttl is not None and end[0] + ttl <= now
 
     def _touch(self, rid: str, now: float) -> None:
         self.active[rid] = now
         if self.policy.stale_after is not None:
             heapq.heappush(self._by_lease, (now, rid))
 
-    def _end(self, rid: str, now: float) -> None:
+    def _end(self, rid: str, now: float, status: Status) -> None:
         seq = self._started.pop(rid)
-        self.terminal[rid] = (now, seq)
+        self.terminal[rid] = (now, seq, status)
         heapq.heappush(self._by_end, (now, seq, rid))
+        ttl = self.ttl_of(status)
+        if ttl is not None:
+            heapq.heappush(self._by_expiry, (now + ttl, seq, rid))
 
     def _cap(self) -> None:
         cap = self.policy.max_terminal
         while cap is not None and len(self.terminal) > cap:
             self.work += 1
-            if self._pop_oldest():
+            if self._pop(self._by_end):
                 self.evicted += 1
 
-    def _pop_oldest(self) -> bool:
-        end, seq, rid = heapq.heappop(self._by_end)
-        if self.terminal.get(rid) != (end, seq):
-            return False  # replaced by a later run of the same id
+    def _pop(self, heap: list[tuple[float, int, str]]) -> bool:
+        """Pop the heap's first run and drop it, unless the entry is out of date (the
+        run already left, or a later run took its id): both heaps are cleaned lazily."""
+        _, seq, rid = heapq.heappop(heap)
+        now = self.terminal.get(rid)
+        if now is None or now[1] != seq:
+            return False
         self._drop(rid)
         return True
 
@@ -418,8 +431,10 @@ class Metrics:
     refused: int = 0
     finished: int = 0
     never_finished: int = 0
-    #: per late read: (delay, outcome) with outcome "hit", "expired" or "unknown"
-    reads: list[tuple[float, str]] = field(default_factory=list)
+    #: per late read: (delay, outcome, the run's status). Outcome: "hit"; "stale" (seen,
+    #: though past its TTL: the seeds' defect); "expired" (gone, past its TTL); "unknown"
+    #: (gone within its TTL: the cap dropped it)
+    reads: list[tuple[float, str, Status]] = field(default_factory=list)
     #: (time, active, terminal retained, terminal past TTL still retained, bytes)
     samples: list[tuple[float, int, int, int, int]] = field(default_factory=list)
     events: int = 0      # lifecycle events simulated
@@ -454,18 +469,20 @@ class Metrics:
         col = self._column(3)
         return sum(col) / len(col) if col else 0.0
 
-    def miss_rate(self, kind: str | None = None) -> float:
-        """Fraction of late reads that missed (of one kind, or any)."""
-        if not self.reads:
+    def miss_rate(self, kind: str | None = None, status: Status | None = None) -> float:
+        """Fraction of late reads (of runs ending in `status`) that missed (or, with
+        `kind`, that ended so: "expired", "unknown", "stale")."""
+        reads = [o for _, o, s in self.reads if status is None or s is status]
+        if not reads:
             return 0.0
-        return sum(1 for _, o in self.reads if o != "hit" and (kind is None or o == kind)
-                   ) / len(self.reads)
+        wanted = {"expired", "unknown"} if kind is None else {kind}
+        return sum(1 for o in reads if o in wanted) / len(reads)
 
     def miss_by_delay(self, edges: Sequence[float]) -> list[tuple[float, int, float, float]]:
         """Per delay bin [edges[i], edges[i+1]): (left edge, reads, expired rate,
         unknown rate)."""
         bins: list[list[int]] = [[0, 0, 0] for _ in range(len(edges) - 1)]
-        for delay, outcome in self.reads:
+        for delay, outcome, _ in self.reads:
             i = bisect.bisect_right(edges, delay) - 1
             if 0 <= i < len(bins):
                 bins[i][0] += 1
@@ -484,6 +501,7 @@ class Metrics:
                 "peak_active": self.peak_active, "peak_bytes": self.peak_bytes,
                 "miss_expired": self.miss_rate("expired"),
                 "miss_unknown": self.miss_rate("unknown"),
+                "stale_reads": self.miss_rate("stale"),
                 "mean_overshoot": self.mean_overshoot, "evicted": self.evicted,
                 "expired": self.expired, "reaped": self.reaped,
                 "work_per_call": self.work_per_call}
@@ -516,8 +534,8 @@ def simulate(workload: Workload, policy: Policy, *, engine: Engine | None = None
         push(worker_interval, SWEEP, -1)
     push(sample_every, SAMPLE, -1)
     statuses, weights = zip(*workload.outcomes, strict=True)
-    ends: dict[int, float] = {}
-    ttl = policy.ttl
+    ends: dict[int, tuple[float, Status]] = {}
+    ttl_of: Callable[[Status], float | None] = getattr(eng, "ttl_of", lambda _: policy.ttl)
     while heap:
         now, _, kind, i = heapq.heappop(heap)
         if kind < SWEEP:
@@ -546,19 +564,19 @@ def simulate(workload: Workload, policy: Policy, *, engine: Engine | None = None
             status = rng.choices(statuses, weights)[0]
             if eng.finish(rid, status, now):
                 m.finished += 1
-                ends[i] = now
+                ends[i] = (now, status)
                 if rng.random() < workload.late_readers:
                     push(now + workload.read_delay.draw(rng), READ, i)
         elif kind == READ:
             m.calls += 1
-            delay = now - ends[i]
+            ended, status = ends[i]
+            delay, ttl = now - ended, ttl_of(status)
+            late = ttl is not None and delay >= ttl
             if eng.read(rid, now) is not None:
-                outcome = "hit"
-            elif ttl is not None and delay >= ttl:
-                outcome = "expired"
+                outcome = "stale" if late else "hit"
             else:
-                outcome = "unknown"
-            m.reads.append((delay, outcome))
+                outcome = "expired" if late else "unknown"
+            m.reads.append((delay, outcome, status))
         elif kind == APPEND:
             m.calls += 1
             eng.append(rid, now)

@@ -66,7 +66,7 @@ def test_misses_are_told_apart() -> None:
                      late_readers=1.0, read_delay=LogNormal(60, 1.0))
     ttl_only = simulate(reads, Policy(ttl=60))
     assert ttl_only.miss_rate("unknown") == 0
-    assert all((o == "expired") == (d >= 60) for d, o in ttl_only.reads)
+    assert all((o == "expired") == (d >= 60) for d, o, _ in ttl_only.reads)
     cap_only = simulate(reads, Policy(max_terminal=10))
     assert cap_only.miss_rate("expired") == 0 and cap_only.miss_rate("unknown") > 0.5
     assert cap_only.peak_terminal == 10
@@ -114,3 +114,35 @@ def test_seed_replica_runs_through_the_simulator() -> None:
         engine.close()
     assert seed.starts == 400 and seed.samples
     assert simulate(work, policy, sample_every=5).peak_terminal == 20
+
+
+def test_failures_can_be_kept_longer() -> None:
+    """A TTL per outcome (a candidate policy, in the fast engine only): failed runs stay
+    readable for their longer TTL, completed ones for theirs."""
+    from model.lifecycle import Status
+    from model.simulate import FastEngine
+
+    work = Workload(runs=3000, arrivals=Poisson(1.0), durations=Fixed(5.0),
+                    outcomes=((Status.COMPLETED, 0.7), (Status.FAILED, 0.3)),
+                    late_readers=1.0, read_delay=LogNormal(600, 1.0))
+    policy = Policy(ttl=300)
+    split = simulate(work, policy, engine=FastEngine(policy, {Status.FAILED: 3600}))
+    same = simulate(work, policy)
+    assert split.miss_rate(status=Status.COMPLETED) == same.miss_rate(status=Status.COMPLETED)
+    assert split.miss_rate(status=Status.FAILED) < same.miss_rate(status=Status.FAILED) / 4
+    assert all((o == "expired") == (d >= (3600 if s is Status.FAILED else 300))
+               for d, o, s in split.reads)
+
+
+def test_stale_reads_are_seen_in_the_first_seed() -> None:
+    """S1 shows a finished run past its TTL until the next write or sweep prunes it."""
+    policy = Policy(ttl=60, max_terminal=10_000)
+    work = Workload(runs=300, arrivals=Poisson(0.05), durations=Fixed(1.0),
+                    late_readers=1.0, read_delay=LogNormal(60, 0.5))
+    engine = StoreEngine(S1Store, policy)
+    try:
+        seed = simulate(work, policy, engine=engine)
+    finally:
+        engine.close()
+    assert seed.miss_rate("stale") > 0.05
+    assert simulate(work, policy).miss_rate("stale") == 0
