@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -180,6 +181,7 @@ class FastEngine:
         """`ttl_by_outcome`: a TTL per terminal status, overriding `policy.ttl` (a policy
         the model does not have: here to see what it would buy)."""
         self.policy = policy
+        self._is_lazy = policy.lazy
         self.ttls = dict(ttl_by_outcome or {})
         self.active: dict[str, float] = {}              # run -> updated_at
         # run -> (terminated_at, seq, status)
@@ -282,7 +284,7 @@ class FastEngine:
         return self.policy.lazy and after is not None and self.active[rid] + after <= now
 
     def _lazy(self, now: float) -> None:
-        if self.policy.lazy:
+        if self._is_lazy:
             self.sweep(now)
 
     def _past_ttl(self, end: tuple[float, int, Status], now: float) -> bool:
@@ -525,21 +527,28 @@ def simulate(workload: Workload, policy: Policy, *, engine: Engine | None = None
             last = max(last, t)
         heapq.heappush(heap, (t, order, kind, run))
 
+    # arrivals are already in time order: they wait in a list, not on the heap
     arrivals = list(workload.arrivals.times(rng, workload.runs))
-    for i, t in enumerate(arrivals):
-        push(t, ARRIVE, i)
+    arrivals.append(math.inf)
+    next_run = 0
+    last = arrivals[-2] if len(arrivals) > 1 else 0.0
     # after the last workload event, sweeps and samples go on until retention is done
     linger = (policy.ttl or 0.0) + (policy.stale_after or 0.0) + (worker_interval or 0.0)
     if worker_interval is not None:
         push(worker_interval, SWEEP, -1)
     push(sample_every, SAMPLE, -1)
-    statuses, weights = zip(*workload.outcomes, strict=True)
+    statuses = [s for s, _ in workload.outcomes]
+    cumulative = list(itertools.accumulate(w for _, w in workload.outcomes))
     ends: dict[int, tuple[float, Status]] = {}
     ttl_of: Callable[[Status], float | None] = getattr(eng, "ttl_of", lambda _: policy.ttl)
-    while heap:
-        now, _, kind, i = heapq.heappop(heap)
-        if kind < SWEEP:
-            pending -= 1
+    while heap or next_run < workload.runs:
+        if heap and heap[0][0] < arrivals[next_run]:
+            now, _, kind, i = heapq.heappop(heap)
+            if kind < SWEEP:
+                pending -= 1
+        else:
+            now, kind, i = arrivals[next_run], ARRIVE, next_run
+            next_run += 1
         rid = f"r{i}"
         if kind == ARRIVE:
             m.starts += 1
@@ -561,7 +570,7 @@ def simulate(workload: Workload, policy: Policy, *, engine: Engine | None = None
                     push(now + k * workload.heartbeat_every, BEAT, i)
         elif kind == FINISH:
             m.calls += 1
-            status = rng.choices(statuses, weights)[0]
+            status = statuses[bisect.bisect(cumulative, rng.random() * cumulative[-1])]
             if eng.finish(rid, status, now):
                 m.finished += 1
                 ends[i] = (now, status)
@@ -586,14 +595,14 @@ def simulate(workload: Workload, policy: Policy, *, engine: Engine | None = None
         elif kind == SWEEP:
             m.calls += 1
             eng.sweep(now)
-            if pending or now < last + linger:
+            if pending or next_run < workload.runs or now < last + linger:
                 push(now + (worker_interval or 0.0), SWEEP, -1)
             continue
         elif kind == SAMPLE:
             active, terminal, past, events = eng.counts(now)
             m.samples.append((now, active, terminal, past,
                               (active + terminal) * RUN_BYTES + events * EVENT_BYTES))
-            if pending or now < last + linger:
+            if pending or next_run < workload.runs or now < last + linger:
                 push(now + sample_every, SAMPLE, -1)
             continue
         m.events += 1
