@@ -29,6 +29,7 @@ measured once with tracemalloc; see `make bench`).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import heapq
 import itertools
 import math
@@ -193,7 +194,7 @@ class FastEngine:
         self._by_lease: list[tuple[float, str]] = []      # lease order, lazily cleaned
         self._seq = 0                                     # start order, as the model's
         self._started: dict[str, int] = {}
-        self.expired = self.evicted = self.reaped = self.refused = 0
+        self.expired = self.evicted = self.reaped = self.refused = self.sweeps = 0
         self.work = 0   # records a sweep examined, removed or reaped
 
     # The calls. As in the model, a refused call changes nothing, not even the lazy sweep
@@ -253,6 +254,7 @@ class FastEngine:
         return end[2]
 
     def sweep(self, now: float) -> None:
+        self.sweeps += 1
         after = self.policy.stale_after
         lease = self._by_lease
         if after is not None:
@@ -343,9 +345,10 @@ class StoreEngine:
         self._at(now)
         try:
             self.store.start(rid)
-            self.store.transition(rid, Status.RUNNING)
         except RunboundError:
             return False
+        with contextlib.suppress(RunboundError):  # a store born running may refuse this
+            self.store.transition(rid, Status.RUNNING)
         return True
 
     def finish(self, rid: str, status: Status, now: float) -> bool:
@@ -445,6 +448,7 @@ class Metrics:
     evicted: int | None = None
     reaped: int | None = None
     work: int | None = None
+    sweeps: int | None = None
 
     def _column(self, i: int) -> list[int]:
         return [int(s[i]) for s in self.samples]
@@ -607,7 +611,8 @@ def simulate(workload: Workload, policy: Policy, *, engine: Engine | None = None
             continue
         m.events += 1
     if isinstance(eng, FastEngine):
-        m.expired, m.evicted, m.reaped, m.work = eng.expired, eng.evicted, eng.reaped, eng.work
+        m.expired, m.evicted, m.reaped = eng.expired, eng.evicted, eng.reaped
+        m.work, m.sweeps = eng.work, eng.sweeps
     return m
 
 
