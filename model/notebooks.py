@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         notebook = execute(source, args.scale)
         target = args.out / source.with_suffix(".ipynb").name
-        nbformat.write(notebook, target)
+        nbformat.write(notebook, target)  # type: ignore[no-untyped-call]
         print(f"wrote {target}")
     return 0
 

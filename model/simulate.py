@@ -21,9 +21,9 @@ engine's results are the model's.
 A missed late read is told apart by the truth the simulator knows: *expired* if the
 client came back after the run's TTL ran out (the policy promised nothing more), *unknown*
 if it came back within the TTL and the run was gone anyway (dropped by the cap: the case
-users complain of). Bytes are approximate: `RUN_BYTES` per retained run plus
-`EVENT_BYTES` per buffered event (sizes of a MemoryRunStore record and a short event,
-measured once with tracemalloc; see `make bench`).
+users complain of). Bytes are approximate: `RUN_BYTES` per retained run (what `make
+bench` measures for a MemoryRunStore record with its indexes, about 420) plus
+`EVENT_BYTES` per buffered event (a short str and its slot in the ring buffer).
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
+from sortedcontainers import SortedList
+
 from model import spec
 from model.clock import VirtualClock
 from model.errors import RunboundError
@@ -45,8 +47,8 @@ from model.lifecycle import Status
 from model.policy import Policy
 from model.protocol import RunStore, StoreFactory
 
-RUN_BYTES = 700
-EVENT_BYTES = 120
+RUN_BYTES = 420
+EVENT_BYTES = 70
 
 # --- workload distributions ------------------------------------------------------------
 
@@ -190,7 +192,9 @@ class FastEngine:
         self.events: dict[str, int] = {}
         self.total_events = 0
         self._by_end: list[tuple[float, int, str]] = []   # eviction order, lazily cleaned
-        self._by_expiry: list[tuple[float, int, str]] = []  # TTL order, lazily cleaned
+        # TTL order, kept exact (not lazily cleaned) so that runs past their TTL are
+        # counted by one bisection
+        self._by_expiry = SortedList()
         self._by_lease: list[tuple[float, str]] = []      # lease order, lazily cleaned
         self._seq = 0                                     # start order, as the model's
         self._started: dict[str, int] = {}
@@ -265,18 +269,18 @@ class FastEngine:
                     del self.active[rid]
                     self._end(rid, now, Status.FAILED)
                     self.reaped += 1
-        heap = self._by_expiry
-        while heap and heap[0][0] <= now:
+        due = self._by_expiry
+        while due and due[0][0] <= now:
             self.work += 1
-            if self._pop(heap):
-                self.expired += 1
+            self._drop(due[0][2])
+            self.expired += 1
         self._cap()
 
     def ttl_of(self, status: Status) -> float | None:
         return self.ttls.get(status, self.policy.ttl)
 
     def counts(self, now: float) -> tuple[int, int, int, int]:
-        past = sum(1 for end in self.terminal.values() if self._past_ttl(end, now))
+        past = self._by_expiry.bisect_right((now, math.inf))
         return len(self.active), len(self.terminal), past, self.total_events
 
     # internals
@@ -304,7 +308,7 @@ class FastEngine:
         heapq.heappush(self._by_end, (now, seq, rid))
         ttl = self.ttl_of(status)
         if ttl is not None:
-            heapq.heappush(self._by_expiry, (now + ttl, seq, rid))
+            self._by_expiry.add((now + ttl, seq, rid))
 
     def _cap(self) -> None:
         cap = self.policy.max_terminal
@@ -315,7 +319,7 @@ class FastEngine:
 
     def _pop(self, heap: list[tuple[float, int, str]]) -> bool:
         """Pop the heap's first run and drop it, unless the entry is out of date (the
-        run already left, or a later run took its id): both heaps are cleaned lazily."""
+        run already left, or a later run took its id): the heap is cleaned lazily."""
         _, seq, rid = heapq.heappop(heap)
         now = self.terminal.get(rid)
         if now is None or now[1] != seq:
@@ -324,7 +328,10 @@ class FastEngine:
         return True
 
     def _drop(self, rid: str) -> None:
-        del self.terminal[rid]
+        end, seq, status = self.terminal.pop(rid)
+        ttl = self.ttl_of(status)
+        if ttl is not None:
+            self._by_expiry.remove((end + ttl, seq, rid))
         self.total_events -= self.events.pop(rid, 0)
 
 
@@ -536,8 +543,10 @@ def simulate(workload: Workload, policy: Policy, *, engine: Engine | None = None
     arrivals.append(math.inf)
     next_run = 0
     last = arrivals[-2] if len(arrivals) > 1 else 0.0
-    # after the last workload event, sweeps and samples go on until retention is done
-    linger = (policy.ttl or 0.0) + (policy.stale_after or 0.0) + (worker_interval or 0.0)
+    # after the last workload event, a worker goes on sweeping (and we sampling) until
+    # retention is done; without a worker nothing changes any more: the run ends
+    linger = (0.0 if worker_interval is None else
+              (policy.ttl or 0.0) + (policy.stale_after or 0.0) + worker_interval)
     if worker_interval is not None:
         push(worker_interval, SWEEP, -1)
     push(sample_every, SAMPLE, -1)
