@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup verify test lint bench
+.PHONY: setup verify test lint bench notebooks
 
 setup:
 	@./scripts/bootstrap
@@ -22,3 +22,7 @@ test: lint
 
 bench: setup
 	$(PY) -m model.bench
+
+# re-execute the notebooks at full size and write their outputs (the tests run them small)
+notebooks: setup
+	$(PY) -m model.notebooks

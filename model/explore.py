@@ -98,7 +98,7 @@ class Node:
 EVENTUAL = {
     "E1": "with the worker running, a terminal run is gone within its TTL plus one interval",
     "E2": "with the worker running, a stale active run is reaped within one interval",
-}
+}  # stated in specs/invariants.md, "Eventual properties"
 
 
 def overdue(node: Node, world: World) -> list[Violation]:

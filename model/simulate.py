@@ -437,7 +437,8 @@ ARRIVE, FINISH, BEAT, APPEND, READ, SWEEP, SAMPLE = range(7)
 
 @dataclass
 class Metrics:
-    """What one simulation measured. Samples are taken every `sample_every` seconds."""
+    """What one simulation measured. One sample is taken at a random moment of every
+    `sample_every` seconds, so means over samples are time averages."""
 
     starts: int = 0
     refused: int = 0
@@ -549,7 +550,12 @@ def simulate(workload: Workload, policy: Policy, *, engine: Engine | None = None
               (policy.ttl or 0.0) + (policy.stale_after or 0.0) + worker_interval)
     if worker_interval is not None:
         push(worker_interval, SWEEP, -1)
-    push(sample_every, SAMPLE, -1)
+    # One sample at a random moment of each `sample_every` window (its own generator, so
+    # the workload is the same with or without sampling): fixed sample times would alias
+    # with a worker ticking at a multiple of them and see only freshly swept states.
+    sampler = random.Random(workload.seed + 1)
+    window = 0.0
+    push(sampler.random() * sample_every, SAMPLE, -1)
     statuses = [s for s, _ in workload.outcomes]
     cumulative = list(itertools.accumulate(w for _, w in workload.outcomes))
     ends: dict[int, tuple[float, Status]] = {}
@@ -616,7 +622,8 @@ def simulate(workload: Workload, policy: Policy, *, engine: Engine | None = None
             m.samples.append((now, active, terminal, past,
                               (active + terminal) * RUN_BYTES + events * EVENT_BYTES))
             if pending or next_run < workload.runs or now < last + linger:
-                push(now + sample_every, SAMPLE, -1)
+                window += sample_every
+                push(window + sampler.random() * sample_every, SAMPLE, -1)
             continue
         m.events += 1
     if isinstance(eng, FastEngine):

@@ -79,11 +79,13 @@ print(f"Answer: lazy sweeping holds {lazy.mean_overshoot:.1f} expired runs on av
 assert lazy.miss_rate("stale") == 0 == bg60.miss_rate("stale") < s1.miss_rate("stale")
 
 # %% [markdown]
-# **Answer.** Lazy sweeping is cheap with indexes (each sweep touches only what it
-# removes) but it runs only when someone writes, so in quiet hours expired runs stay in
-# memory; a background worker bounds the overshoot by its interval whatever the traffic,
-# for a handful of sweeps an hour. Neither matters for correctness if, as in the model,
-# the TTL is also checked at every read: no client sees an expired run. The S1 replica
-# skips that check, and its late readers see runs past their TTL until the next write or
-# sweep. Use both: lazy for steady memory under load, a worker for quiet hours, and the
-# TTL test at read time for correctness.
+# **Answer.** (Full-size run: 60,000 runs, about 33 hours.) Lazy sweeping keeps memory
+# closest to the TTL (1.0 expired run held on average) at 0.57 sweeps per call; with
+# indexes each sweep touches only what it removes, so records touched per call are the same
+# 0.28 in every mode: the cost of retention is the runs removed, not the sweeps. A
+# background worker alone holds about arrivals x interval / 2 expired runs: 2.5 at 10 s,
+# 15 at 60 s, 75 at 300 s. Both (lazy plus a 300 s worker) is as tight as lazy and also
+# empties the store in quiet hours, when nothing writes. None of this is seen by clients
+# if, as in the model, the TTL is checked at every read: no model store showed an expired
+# run. The S1 replica does not check it: it held 699 expired runs on average and showed
+# one to 1.05% of late readers.

@@ -77,8 +77,10 @@ assert split.miss_rate(status=Status.FAILED) == long.miss_rate(status=Status.FAI
 assert split.peak_bytes < long.peak_bytes
 
 # %% [markdown]
-# **Answer.** Failures are a small share of runs, so keeping them for a day costs a
-# fraction of keeping everything for a day, and serves their late readers exactly as well.
-# Successes keep the short TTL and its miss rate. This is the strongest case for adding a
-# TTL per outcome to the policy; until then, a store can get most of it by running two
-# TTLs through the same cap.
+# **Answer.** (Full-size run: 65,000 runs.) Keeping failures a day and the rest an hour
+# cuts the misses on failed runs from 35.1% to 1.5%, exactly what a 24 h TTL for all does,
+# for 2.9 MB against 18.3 MB (16% of its memory; 3.4 times the 1 h policy). Completed
+# runs keep the 1 h miss rate (34.9%). Failures are a small share of runs, so a long
+# retention for them is cheap; this is the strongest case for a TTL per outcome in the
+# policy. The model does not have one yet: adding it means one more argument to
+# `expired` and an expiry order separate from the eviction order, as the fast engine does.
