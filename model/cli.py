@@ -123,6 +123,7 @@ def _explore(args: argparse.Namespace) -> int:
 
     from model import explore
     from model.conformance import load_factory
+    from model.lifecycle import TRANSITIONS, Status
     from model.policy import Policy
     from reference.catalog import BROKEN, STORES
 
@@ -140,8 +141,8 @@ def _explore(args: argparse.Namespace) -> int:
           f"{result.transitions / max(result.seconds, 1e-9):,.0f} transitions/s"
           f"{'' if result.complete else ' (stopped at --max-states)'}")
     cov = result.coverage
-    table = {(a, b) for a, targets in explore.TRANSITIONS.items() for b in targets}
-    print(f"coverage: statuses {len(cov.statuses)}/{len(explore.Status)}, table edges "
+    table = {(a, b) for a, targets in TRANSITIONS.items() for b in targets}
+    print(f"coverage: statuses {len(cov.statuses)}/{len(Status)}, table edges "
           f"{len(cov.edges & table)}/{len(table)}"
           + "".join(f"; not reached: {a}->{b}" for a, b in sorted(table - cov.edges)))
     for (op, outcome), n in sorted(cov.outcomes.items()):

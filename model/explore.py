@@ -46,7 +46,7 @@ from model.invariants import (
     state_violations,
     step_violations,
 )
-from model.lifecycle import TRANSITIONS, Status
+from model.lifecycle import Status
 from model.policy import Policy, SweepMode
 from model.protocol import StoreFactory
 from model.stateful import IDLE_INTERVAL, MODEL_CALLS, ModelCall, policy_to_json
@@ -55,7 +55,6 @@ Action = tuple[str, tuple[Any, ...]]
 Key = tuple[Any, ...]
 
 RUN_NAMES = "abcdefgh"
-__all__ = ["TRANSITIONS", "Status", "World", "explore", "replay_paths"]
 
 
 @dataclass(frozen=True)
@@ -274,12 +273,13 @@ def check_step(before: Node, action: Action, after: Node, world: World) -> list[
 
 def explore(world: World, *, plant: str | None = None, max_states: int = 2_000_000,
             max_depth: int | None = None,
-            visit: Callable[[Node, int], None] | None = None) -> Result:
+            visit: Callable[[Node, int, tuple[Action, ...]], None] | None = None) -> Result:
     """Breadth-first search of `world`; stops at the first violation (its path is a
-    shortest one), at `max_states` or at `max_depth` (then `complete` is False)."""
-    calls: dict[str, ModelCall] = {**MODEL_CALLS, "worker": MODEL_CALLS["prune"]}
-    if plant is not None:
-        calls.update(PLANTED[plant][1])
+    shortest one), at `max_states` or at `max_depth` (then `complete` is False).
+    `visit(node, depth, path)` sees each state reached, with its shortest path."""
+    # the worker's sweep is the model's sweep (unless a planted bug says otherwise)
+    calls: dict[str, ModelCall] = {**MODEL_CALLS, "worker": MODEL_CALLS["prune"],
+                                   **(PLANTED[plant][1] if plant is not None else {})}
     result = Result(world)
     cov = result.coverage
     root = Node(spec.initial(world.policy))
@@ -291,7 +291,7 @@ def explore(world: World, *, plant: str | None = None, max_states: int = 2_000_0
     while frontier:
         node, node_key, depth = frontier.popleft()
         if visit is not None:
-            visit(node, depth)
+            visit(node, depth, _path(parents, node_key))
         if max_depth is not None and depth >= max_depth:
             result.complete = False
             continue
@@ -386,21 +386,14 @@ def replay_paths(world: World, factory: StoreFactory, depth: int) -> ReplayResul
     `depth` calls followed by every call from it; stop at the first violation."""
     from model.replay import replay
 
-    calls: dict[str, ModelCall] = {**MODEL_CALLS, "worker": MODEL_CALLS["prune"]}
     out = ReplayResult()
     started = time.perf_counter()
-    paths: dict[Key, tuple[Action, ...]] = {}
 
-    def visit(node: Node, level: int) -> None:
+    def visit(node: Node, level: int, path: tuple[Action, ...]) -> None:
         if out.failure is not None or level >= depth:
             return
-        base = paths.get(key(node, world.symmetry), ())
         for action in actions(node, world):
-            path = (*base, action)
-            nxt, error = step(node, action, world, calls)
-            if error is None:
-                paths.setdefault(key(nxt, world.symmetry), path)
-            program = program_of(world, path)
+            program = program_of(world, (*path, action))
             out.programs += 1
             violation = replay(factory, program)
             if violation is not None:

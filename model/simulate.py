@@ -407,18 +407,31 @@ class ModelEngine(StoreEngine):
 
 
 class _ModelStore:
+    """The calls `StoreEngine` makes, each one `model.spec` function on a kept state."""
+
     def __init__(self, policy: Policy, clock: Callable[[], float]) -> None:
         self.state, self.clock = spec.initial(policy), clock
 
-    def __getattr__(self, op: str) -> object:
+    def _do(self, op: str, *args: object) -> object:
         from model.stateful import MODEL_CALLS
 
-        call = MODEL_CALLS[op]
+        self.state, result = MODEL_CALLS[op](self.state, self.clock(), args)
+        return result
 
-        def run(*args: object) -> object:
-            self.state, result = call(self.state, self.clock(), args)
-            return result
-        return run
+    def start(self, run_id: str) -> object:
+        return self._do("start", run_id)
+
+    def transition(self, run_id: str, status: Status) -> object:
+        return self._do("transition", run_id, status)
+
+    def heartbeat(self, run_id: str) -> object:
+        return self._do("heartbeat", run_id)
+
+    def append_event(self, run_id: str, payload: str) -> object:
+        return self._do("append_event", run_id, payload)
+
+    def prune(self) -> object:
+        return self._do("prune")
 
     def get(self, run_id: str) -> object:
         return spec.get(self.state, run_id, self.clock())

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from model.cli import main
-from model.explore import PLANTED, TRANSITIONS, World, explore, replay_paths, show_path
+from model.explore import PLANTED, World, explore, replay_paths, show_path
+from model.lifecycle import TRANSITIONS
 from model.policy import Policy, SweepMode
 from reference.broken import CountsOnlyTerminalStore, EvictsActiveStore, TwoWorkersStore
 from reference.memory import MemoryRunStore
