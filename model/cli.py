@@ -8,6 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+#: the names of `model.explore.PLANTED` (kept here so `--help` needs no import)
+PLANTED_BUGS = ("evicts-active", "admits-one-more", "idle-worker")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="runbound", description=__doc__)
@@ -58,8 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          ' "max_events_per_run": 1, "stale_after": 2, "sweep": "background"}',
                          help="the policy, as JSON (fields of model.policy.Policy)")
     explore.add_argument("--no-symmetry", action="store_true", help="name every run id")
-    explore.add_argument("--plant", help="explore a deliberately broken model: one of "
-                         "evicts-active, admits-one-more, idle-worker")
+    explore.add_argument("--plant", choices=PLANTED_BUGS,
+                         help="explore a deliberately broken model")
     explore.add_argument("--max-states", type=int, default=2_000_000)
     explore.add_argument("--replay", type=int, metavar="DEPTH",
                          help="also replay every path up to DEPTH calls against --store")
@@ -123,13 +126,18 @@ def _explore(args: argparse.Namespace) -> int:
 
     from model import explore
     from model.conformance import load_factory
+    from model.errors import RunboundError
     from model.lifecycle import TRANSITIONS, Status
     from model.policy import Policy
     from reference.catalog import BROKEN, STORES
 
-    world = explore.World(ids=args.ids, policy=Policy(**json.loads(args.policy)),
-                          horizon=args.horizon, interval=args.interval, events=args.events,
-                          symmetry=not args.no_symmetry)
+    try:
+        world = explore.World(ids=args.ids, policy=Policy(**json.loads(args.policy)),
+                              horizon=args.horizon, interval=args.interval,
+                              events=args.events, symmetry=not args.no_symmetry)
+    except (ValueError, TypeError, RunboundError) as error:
+        print(f"runbound explore: bad world: {error}", file=sys.stderr)
+        return 2
     print(f"world: {world.ids} run ids, clock 0..{world.horizon}, worker every "
           f"{world.interval}s, {world.policy}")
     if args.plant:

@@ -86,3 +86,12 @@ def test_cli_reports_states_per_second_and_the_shortest_path(
     assert main(["explore", "--ids", "3", "--horizon", "1", "--plant", "admits-one-more"]) == 1
     out = capsys.readouterr().out
     assert "I3 broken" in out and "shortest path (3 steps)" in out
+
+
+def test_cli_names_every_planted_bug_and_refuses_a_bad_world(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from model.cli import PLANTED_BUGS
+
+    assert set(PLANTED_BUGS) == set(PLANTED)
+    assert main(["explore", "--policy", '{"ttl": -1}']) == 2
+    assert "bad world" in capsys.readouterr().err
