@@ -125,7 +125,7 @@ def _explore(args: argparse.Namespace) -> int:
     import json
 
     from model import explore
-    from model.conformance import load_factory
+    from model.conformance import capabilities_of, load_factory
     from model.errors import RunboundError
     from model.lifecycle import TRANSITIONS, Status
     from model.policy import Policy
@@ -165,8 +165,12 @@ def _explore(args: argparse.Namespace) -> int:
     if args.replay is not None:
         by_name = {e.name: e.factory for e in (*STORES, *BROKEN)}
         factory = by_name.get(args.store) or load_factory(args.store)
-        replayed = explore.replay_paths(world, factory, args.replay)
+        caps = capabilities_of(factory)
+        replayed = explore.replay_paths(world, factory, args.replay, caps)
         print(f"replayed {replayed.programs:,} programs against {args.store} in "
+              f"{replayed.seconds:.1f}s ({replayed.skipped:,} left out: they call what "
+              f"{caps} lacks)" if replayed.skipped else
+              f"replayed {replayed.programs:,} programs against {args.store} in "
               f"{replayed.seconds:.1f}s")
         if replayed.failure is not None:
             print(replayed.failure[0])

@@ -377,22 +377,37 @@ def program_of(world: World, path: tuple[Action, ...], *, reads: bool = True
 @dataclass
 class ReplayResult:
     programs: int = 0
+    skipped: int = 0
     seconds: float = 0.0
     failure: tuple[str, list[dict[str, Any]]] | None = None
 
 
-def replay_paths(world: World, factory: StoreFactory, depth: int) -> ReplayResult:
+#: the capability (model.conformance.Capabilities) each call needs
+NEEDS = {"start_cleanup_worker": "worker", "stop_cleanup_worker": "worker",
+         "worker": "worker", "heartbeat": "heartbeat", "append_event": "events"}
+
+
+def replay_paths(world: World, factory: StoreFactory, depth: int,
+                 capabilities: Any = None) -> ReplayResult:
     """Replay, against stores `factory` builds, the shortest path to every state within
-    `depth` calls followed by every call from it; stop at the first violation."""
+    `depth` calls followed by every call from it; stop at the first violation. Paths with
+    a call the store's `capabilities` lack are left out (counted in `skipped`)."""
     from model.replay import replay
 
     out = ReplayResult()
     started = time.perf_counter()
 
+    def can(path: tuple[Action, ...]) -> bool:
+        return capabilities is None or all(
+            getattr(capabilities, NEEDS.get(op, ""), True) for op, _ in path)
+
     def visit(node: Node, level: int, path: tuple[Action, ...]) -> None:
         if out.failure is not None or level >= depth:
             return
         for action in actions(node, world):
+            if not can((*path, action)):
+                out.skipped += 1
+                continue
             program = program_of(world, (*path, action))
             out.programs += 1
             violation = replay(factory, program)

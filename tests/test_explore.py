@@ -95,3 +95,14 @@ def test_cli_names_every_planted_bug_and_refuses_a_bad_world(
     assert set(PLANTED_BUGS) == set(PLANTED)
     assert main(["explore", "--policy", '{"ttl": -1}']) == 2
     assert "bad world" in capsys.readouterr().err
+
+
+def test_replay_leaves_out_what_a_store_lacks() -> None:
+    """The example store has no worker: paths that start one are not replayed, the
+    rest are, and it conforms on them."""
+    from examples.simple_store import SimpleStore
+
+    out = replay_paths(WIDE, SimpleStore, 4, SimpleStore.capabilities)
+    assert out.failure is None and out.programs > 100 and out.skipped > 0
+    unfiltered = replay_paths(WIDE, SimpleStore, 2)
+    assert unfiltered.failure is not None and "start_cleanup_worker" in unfiltered.failure[0]
