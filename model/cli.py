@@ -57,9 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     explore.add_argument("--horizon", type=int, default=4, help="clock ticks (default 4)")
     explore.add_argument("--interval", type=int, default=1, help="worker interval, ticks")
     explore.add_argument("--events", type=int, default=1, help="appends tried per run")
-    explore.add_argument("--policy", default='{"ttl": 2, "max_terminal": 1, "max_active": 2,'
-                         ' "max_events_per_run": 1, "stale_after": 2, "sweep": "background"}',
-                         help="the policy, as JSON (fields of model.policy.Policy)")
+    explore.add_argument("--policy", help="the policy, as JSON (fields of "
+                         "model.policy.Policy; default: model.explore.World's)")
     explore.add_argument("--no-symmetry", action="store_true", help="name every run id")
     explore.add_argument("--plant", choices=PLANTED_BUGS,
                          help="explore a deliberately broken model")
@@ -132,9 +131,9 @@ def _explore(args: argparse.Namespace) -> int:
     from reference.catalog import BROKEN, STORES
 
     try:
-        world = explore.World(ids=args.ids, policy=Policy(**json.loads(args.policy)),
-                              horizon=args.horizon, interval=args.interval,
-                              events=args.events, symmetry=not args.no_symmetry)
+        policy = {} if args.policy is None else {"policy": Policy(**json.loads(args.policy))}
+        world = explore.World(ids=args.ids, horizon=args.horizon, interval=args.interval,
+                              events=args.events, symmetry=not args.no_symmetry, **policy)
     except (ValueError, TypeError, RunboundError) as error:
         print(f"runbound explore: bad world: {error}", file=sys.stderr)
         return 2
@@ -167,11 +166,10 @@ def _explore(args: argparse.Namespace) -> int:
         factory = by_name.get(args.store) or load_factory(args.store)
         caps = capabilities_of(factory)
         replayed = explore.replay_paths(world, factory, args.replay, caps)
+        left_out = (f" ({replayed.skipped:,} left out: they call what {caps} lacks)"
+                    if replayed.skipped else "")
         print(f"replayed {replayed.programs:,} programs against {args.store} in "
-              f"{replayed.seconds:.1f}s ({replayed.skipped:,} left out: they call what "
-              f"{caps} lacks)" if replayed.skipped else
-              f"replayed {replayed.programs:,} programs against {args.store} in "
-              f"{replayed.seconds:.1f}s")
+              f"{replayed.seconds:.1f}s{left_out}")
         if replayed.failure is not None:
             print(replayed.failure[0])
             return 1

@@ -303,12 +303,12 @@ class _ModelStore:
     """The calls `StoreEngine` makes, each one `model.spec` function on a kept state."""
 
     def __init__(self, policy: Policy, clock: Callable[[], float]) -> None:
-        self.state, self.clock = spec.initial(policy), clock
+        from model.stateful import MODEL_CALLS  # the one dispatch table of the checks
+
+        self.state, self.clock, self._calls = spec.initial(policy), clock, MODEL_CALLS
 
     def _do(self, op: str, *args: object) -> object:
-        from model.stateful import MODEL_CALLS
-
-        self.state, result = MODEL_CALLS[op](self.state, self.clock(), args)
+        self.state, result = self._calls[op](self.state, self.clock(), args)
         return result
 
     def start(self, run_id: str) -> object:
