@@ -3,14 +3,10 @@ SIGKILL of the server (append-only file, fsync always), and processes share one 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from two_processes import admitted_by_two_processes
 
 from model.errors import InvalidArgument
 from model.lifecycle import Status
@@ -45,29 +41,9 @@ def test_RedisRunStore_server_restart_loses_nothing_acknowledged(server: RedisSe
         assert store.snapshot() == before and len(store) == 50
 
 
-WRITER = textwrap.dedent("""
-    import sys
-    from model.errors import AdmissionRefused
-    from model.policy import Policy
-    from reference.redis import RedisRunStore
-    store = RedisRunStore(Policy(max_active=50), url=sys.argv[1], prefix="t:{shared}:")
-    admitted = 0
-    for i in range(200):
-        try:
-            store.start(f"{sys.argv[2]}-{i}")
-            admitted += 1
-        except AdmissionRefused:
-            pass
-    print(admitted)
-""")
-
-
 def test_RedisRunStore_two_processes_see_one_bounded_store(server: RedisServer) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, server.url, name],
-                              stdout=subprocess.PIPE, text=True, env=env)
-             for name in ("p", "q")]
-    admitted = [int(p.communicate()[0]) for p in procs]
+    admitted = admitted_by_two_processes(
+        f"RedisRunStore(Policy(max_active=50), url={server.url!r}, prefix='t:{{shared}}:')")
     assert sum(admitted) == 50  # together, exactly max_active: one bounded store
     with RedisRunStore(Policy(max_active=50), url=server.url, prefix="t:{shared}:") as store:
         assert len(store) == 50

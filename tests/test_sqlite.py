@@ -12,6 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from two_processes import admitted_by_two_processes
+
 from model.lifecycle import Status
 from model.policy import Policy
 from reference.sqlite import SqliteRunStore
@@ -73,33 +75,13 @@ def test_SqliteRunStore_keeps_every_acknowledged_call_through_SIGKILL(tmp_path: 
     assert len(acked) >= 15  # at least one acknowledged run per kill
 
 
-WRITER = textwrap.dedent("""
-    import sys
-    from model.policy import Policy
-    from reference.sqlite import SqliteRunStore
-    from model.errors import AdmissionRefused
-    store = SqliteRunStore(Policy(max_active=50), path=sys.argv[1])
-    admitted = 0
-    for i in range(200):
-        try:
-            store.start(f"{sys.argv[2]}-{i}")
-            admitted += 1
-        except AdmissionRefused:
-            pass
-    print(admitted)
-""")
-
-
 def test_SqliteRunStore_processes_share_one_bounded_store(tmp_path: Path) -> None:
     """Two processes starting runs on one file see one store: together they are admitted
     exactly max_active runs."""
     path = str(tmp_path / "shared.sqlite3")
     SqliteRunStore(Policy(), path=path).close()
-    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, path, name],
-                              stdout=subprocess.PIPE, text=True, env=env)
-             for name in ("p", "q")]
-    admitted = [int(p.communicate()[0]) for p in procs]
+    admitted = admitted_by_two_processes(
+        f"SqliteRunStore(Policy(max_active=50), path={path!r})")
     assert sum(admitted) == 50
     with SqliteRunStore(Policy(max_active=50), path=path) as store:
         assert len(store) == 50
