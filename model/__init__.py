@@ -10,6 +10,7 @@
 
 from model.errors import (
     AdmissionRefused,
+    ClockError,
     IllegalTransition,
     InvalidArgument,
     NotActive,
@@ -29,6 +30,7 @@ __all__ = [
     "TERMINAL",
     "TRANSITIONS",
     "AdmissionRefused",
+    "ClockError",
     "IllegalTransition",
     "InvalidArgument",
     "NotActive",

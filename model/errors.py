@@ -51,3 +51,9 @@ class NotActive(RunboundError):
 
 class StoreClosed(RunboundError):
     """Any call after `close()` (rule L1)."""
+
+
+class ClockError(RunboundError):
+    """The store's clock read NaN or an infinity (rule C1): the call is refused, the store
+    unchanged, its high-water mark too. A reading that is finite but behind the mark is
+    not an error: the mark is used instead."""

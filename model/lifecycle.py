@@ -54,8 +54,9 @@ def as_status(run_id: object, value: object) -> Status:
             return Status(value)
         except ValueError:
             pass
-    raise InvalidArgument(run_id, None, f"status must be one of {[s.value for s in Status]}, "
-                          f"got {value!r}")
+    shown = repr(value) if len(repr(value)) <= 60 else f"{type(value).__name__} value"
+    raise InvalidArgument(run_id, "n/a", f"R2: status must be one of "
+                          f"{[s.value for s in Status]}, got {shown}")
 
 
 def check_transition(run_id: str, current: Status, target: Status) -> None:

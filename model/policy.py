@@ -8,10 +8,14 @@ no store ever holds a policy it cannot honour.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 
 from model.errors import PolicyError
+
+#: the largest cap: what a signed 64-bit integer holds (the same bound as model.spec's)
+MAX_INT = 2**63 - 1
 
 
 class SweepMode(StrEnum):
@@ -75,6 +79,11 @@ def _check_number(name: str, value: object, *, integral: bool) -> None:
         kind = "an int" if integral else "a number"
         raise PolicyError(name, value, f"P1: {name} must be {kind} or None, got {value!r}")
     assert isinstance(value, int | float)
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise PolicyError(name, value,
-                          f"P1: {name} must be finite and >= 0, got {value!r}")
+    # an int too large for a float (10**400) is no more finite to a store than inf is
+    finite = (value <= MAX_INT if integral
+              else isinstance(value, float) and math.isfinite(value) or
+              isinstance(value, int) and value <= sys.float_info.max)
+    if not finite or value < 0:
+        limit = "<= 2**63-1" if integral else "finite"
+        shown = repr(value) if len(repr(value)) <= 40 else f"<{type(value).__name__} too large>"
+        raise PolicyError(name, shown, f"P1: {name} must be {limit} and >= 0, got {shown}")

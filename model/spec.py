@@ -5,9 +5,12 @@ Rules of this module:
   RunboundError. States are immutable, so a refused call cannot have changed anything
   (invariant I10) -- including the lazy sweep it may have started: that sweep belongs to
   the call and goes with it.
-- No threads, no I/O, no clock. Time is the `now` argument. The state remembers the
-  latest `now` a mutation saw and never goes back from it (`_now`), so a clock that steps
-  backwards cannot un-expire a run or decrease `updated_at`.
+- No threads, no I/O, no clock. Time is the `now` argument (a clock reading). The state
+  remembers the latest reading any call made -- reads and refused calls too -- and never
+  goes back from it (`at`, rule C1), so a clock that steps backwards cannot un-expire a
+  run or decrease `updated_at`; a NaN or infinite reading is refused.
+- `apply` is the one way a call is made: the order of its checks is the precedence of
+  errors every store follows.
 - Retention lives in three functions used everywhere: `expired` (the one TTL test),
   `stale` (the one lease test) and `eviction_key` (the one eviction order).
 - Written for CrossHair as well as for readers: plain tuples, no dict iteration order, no
@@ -20,18 +23,22 @@ this package hold them to these functions.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any, cast
 
 from model.errors import (
     AdmissionRefused,
+    ClockError,
     InvalidArgument,
     NotActive,
     RunAlreadyActive,
+    RunboundError,
     StoreClosed,
     UnknownRun,
 )
 from model.lifecycle import Status, as_status, check_transition
-from model.policy import Policy
+from model.policy import MAX_INT, Policy  # the largest limit, cursor and cap (int64)
 from model.records import MAX_RUN_ID_LENGTH, Page, Run, SweepResult
 
 
@@ -41,7 +48,8 @@ class ModelState:
     #: retained runs in start order (ascending `seq`), visible or not.
     runs: tuple[Run, ...] = ()
     next_seq: int = 1
-    #: the latest `now` a mutation used: effective time never goes below it.
+    #: the high-water mark: the latest clock reading any call made (C1); effective time
+    #: never goes below it.
     clock: float = -math.inf
     #: True iff a cleanup worker is running (at most one: I11).
     worker: bool = False
@@ -126,22 +134,79 @@ def _sweep(runs: tuple[Run, ...], policy: Policy, now: float
     return after, SweepResult(reaped=tuple(sorted(reaped)), expired=gone, evicted=evicted)
 
 
-def sweep(state: ModelState, now: float) -> tuple[ModelState, SweepResult]:
-    """`prune()`: one sweep whatever the sweep mode; what the cleanup worker runs."""
-    _open(state)
-    now = _now(state, now)
-    runs, result = _sweep(state.runs, state.policy, now)
-    return replace(state, runs=runs, clock=now), result
+# --- one call, as a store makes it ------------------------------------------------------
+#
+# Every call checks, in this order, and the first rule broken is the error:
+#   1. L1: the store is open (close, stop_cleanup_worker and cleanup_workers_alive are
+#      the only calls a closed store answers);
+#   2. its arguments, left to right (R1 run id, R2 status, R3 payload, L2 limit,
+#      L3 cursor, W1 interval): InvalidArgument;
+#   3. C1, for the calls that read the clock (CLOCKED): one reading; NaN or an infinity
+#      is ClockError. Otherwise the effective time is max(high-water mark, reading), and
+#      the mark is raised to it -- by this call whatever happens next: a read, and a call
+#      refused in step 4 or 5, raise it too. So an expired run is never seen again and
+#      `updated_at` never decreases, however the clock misbehaves;
+#   4. the lazy sweep (mutations, in lazy and both modes);
+#   5. the operation's own rules (S1, S2, V1, V2, T1, T2). A refusal here undoes step 4
+#      (I10: a refused call changes no run); the raised mark stays.
+
+#: the calls that read the clock (step 3)
+CLOCKED = frozenset({"start", "transition", "heartbeat", "append_event", "get",
+                     "list_runs", "prune"})
+#: the calls a closed store still answers (step 1)
+AFTER_CLOSE = frozenset({"close", "stop_cleanup_worker", "cleanup_workers_alive"})
 
 
-# --- mutations -----------------------------------------------------------------------
+def apply(state: ModelState, op: str, args: tuple[object, ...], now: float
+          ) -> tuple[ModelState, object]:
+    """Make the call `op(*args)` at clock reading `now`. Returns the new state and the
+    result; a refusal is returned as its error, with the state it leaves (which differs
+    from `state` at most in the clock's high-water mark)."""
+    if op not in _BODIES:
+        raise KeyError(f"no operation {op!r}")
+    try:
+        if op not in AFTER_CLOSE:
+            _open(state)
+        checked = _ARGUMENTS[op](args)
+        if op in CLOCKED:
+            who = checked[0] if checked and isinstance(checked[0], str) else "*"
+            state, now = at(state, now, who)
+    except RunboundError as error:
+        return state, error
+    try:
+        return _BODIES[op](state, now, *checked)
+    except RunboundError as error:
+        return state, error
 
-def start(state: ModelState, run_id: object, now: float) -> tuple[ModelState, Run]:
+
+def at(state: ModelState, now: float, run_id: str = "*") -> tuple[ModelState, float]:
+    """Step 3 (C1): the state with its high-water mark raised to the reading `now`, and
+    the effective time; ClockError for a reading that is NaN or infinite."""
+    if not isinstance(now, int | float) or not math.isfinite(now):
+        raise ClockError(run_id, "n/a", f"C1: the clock read {now!r}; a reading must be a "
+                                     "finite number")
+    if now <= state.clock:
+        return state, state.clock
+    return replace(state, clock=now), now
+
+
+def call(state: ModelState, op: str, *args: object, now: float
+         ) -> tuple[ModelState, object]:
+    """`apply`, raising a refusal instead of returning it (the mark it raised is lost
+    with it: use `apply` where that matters)."""
+    state, result = apply(state, op, args, now)
+    if isinstance(result, RunboundError):
+        raise result
+    return state, result
+
+
+# --- the operations' own rules (steps 4 and 5), on checked arguments ----------------------
+
+def _start(state: ModelState, now: float, rid: str) -> tuple[ModelState, Run]:
     """Start a run PENDING. An active run with the id: RunAlreadyActive (S1). A terminal
     one, visible or not, is replaced. `max_active` active runs: AdmissionRefused (S2)."""
-    rid = check_run_id(run_id)
-    state, now = _begin(state, now)
-    old = _find(state.runs, rid)
+    state = _lazy(state, now)
+    old = find(state.runs, rid)
     if old is not None and old.active:
         raise RunAlreadyActive(rid, old.status, "S1: a run with this id is already active")
     runs = tuple(r for r in state.runs if r.run_id != rid)
@@ -154,16 +219,14 @@ def start(state: ModelState, run_id: object, now: float) -> tuple[ModelState, Ru
                 f"S2: {active} active runs, max_active is {policy.max_active}")
     run = Run(run_id=rid, status=Status.PENDING, created_at=now, updated_at=now,
               seq=state.next_seq)
-    return replace(state, runs=(*runs, run), next_seq=state.next_seq + 1, clock=now), run
+    return replace(state, runs=(*runs, run), next_seq=state.next_seq + 1), run
 
 
-def transition(state: ModelState, run_id: object, status: object, now: float
-               ) -> tuple[ModelState, Run]:
+def _transition(state: ModelState, now: float, rid: str, target: Status
+                ) -> tuple[ModelState, Run]:
     """Move a visible run along the table (T1). Into a terminal status: stamp
     `terminated_at` and enforce the cap at once, whatever the sweep mode."""
-    rid = check_run_id(run_id)
-    target = as_status(rid, status)
-    state, now = _begin(state, now)
+    state = _lazy(state, now)
     old = _visible(state, rid, now)
     check_transition(rid, old.status, target)
     new = replace(old, status=target, updated_at=now,
@@ -171,111 +234,224 @@ def transition(state: ModelState, run_id: object, status: object, now: float
     runs = _put(state.runs, new)
     if target.terminal:
         runs, _ = enforce_cap(runs, state.policy)
-    return replace(state, runs=runs, clock=now), new
+    return replace(state, runs=runs), new
 
 
-def heartbeat(state: ModelState, run_id: object, now: float) -> tuple[ModelState, Run]:
+def _heartbeat(state: ModelState, now: float, rid: str) -> tuple[ModelState, Run]:
     """Renew an active run's lease (T2: not on a terminal run)."""
-    rid = check_run_id(run_id)
-    state, now = _begin(state, now)
-    old = _active(state, rid, now, "heartbeat")
-    new = replace(old, updated_at=now)
-    return replace(state, runs=_put(state.runs, new), clock=now), new
+    state = _lazy(state, now)
+    new = replace(_active(state, rid, now, "heartbeat"), updated_at=now)
+    return replace(state, runs=_put(state.runs, new)), new
 
 
-def append_event(state: ModelState, run_id: object, payload: object, now: float
-                 ) -> tuple[ModelState, int]:
+def _append_event(state: ModelState, now: float, rid: str, text: str
+                  ) -> tuple[ModelState, int]:
     """Buffer an event on an active run (T2) and return its 1-based sequence number. The
     ring buffer keeps the newest `max_events_per_run` and counts what it drops."""
-    rid = check_run_id(run_id)
-    text = check_payload(rid, payload)
-    state, now = _begin(state, now)
+    state = _lazy(state, now)
     old = _active(state, rid, now, "append_event")
     new = replace(buffer_event(old, text, state.policy), updated_at=now)
-    return (replace(state, runs=_put(state.runs, new), clock=now),
+    return (replace(state, runs=_put(state.runs, new)),
             old.dropped_events + len(old.events) + 1)
 
 
-# --- reads (they never change the state) -----------------------------------------------
-
-def get(state: ModelState, run_id: object, now: float) -> Run:
-    rid = check_run_id(run_id)
-    _open(state)
-    return _visible(state, rid, _now(state, now))
+def _get(state: ModelState, now: float, rid: str) -> tuple[ModelState, Run]:
+    """A read: never sweeps, never renews the lease."""
+    return state, _visible(state, rid, now)
 
 
-def list_runs(state: ModelState, limit: object, status: object = None,
-              cursor: object = None, now: float = 0.0) -> Page:
+def _list_runs(state: ModelState, now: float, count: int, wanted: Status | None,
+               below: int | None) -> tuple[ModelState, Page]:
     """Visible runs, newest started first (`seq` descending: a total order), at most
-    `limit`, optionally of one status, after `cursor`. A cursor is a position, so pages
-    neither repeat nor skip a run that stays visible, whatever starts meanwhile."""
-    count = check_limit(limit)
-    wanted = None if status is None else as_status("*", status)
-    below = parse_cursor(cursor)
-    _open(state)
-    now = _now(state, now)
+    `count`, optionally of one status, below the cursor's position. `next_cursor` is None
+    iff no further matching visible run exists now. A cursor is a position, so a walk
+    neither repeats a run nor skips one that stays visible, whatever starts meanwhile."""
     matching = [r for r in reversed(state.runs)
                 if (wanted is None or r.status is wanted)
                 and (below is None or r.seq < below)
                 and not expired(r, state.policy, now)]
     page = tuple(matching[:count])
     more = len(matching) > count
-    return Page(runs=page, next_cursor=str(page[-1].seq) if more else None)
+    return state, Page(runs=page, next_cursor=str(page[-1].seq) if more else None)
 
 
-def size(state: ModelState) -> int:
+def _prune(state: ModelState, now: float) -> tuple[ModelState, SweepResult]:
+    """One sweep whatever the sweep mode; what the cleanup worker runs."""
+    runs, result = _sweep(state.runs, state.policy, now)
+    return replace(state, runs=runs), result
+
+
+def _len(state: ModelState, now: float) -> tuple[ModelState, int]:
     """`len(store)`: runs retained, including expired ones no sweep has dropped yet."""
-    return len(state.runs)
+    return state, len(state.runs)
 
 
-# --- the cleanup worker and the store's life ---------------------------------------------
-
-def start_worker(state: ModelState, interval: object) -> tuple[ModelState, bool]:
+def _start_worker(state: ModelState, now: float, interval: float
+                  ) -> tuple[ModelState, bool]:
     """True iff this call started the worker; False if one was already running (I11)."""
-    check_interval(interval)
-    _open(state)
     if state.worker:
         return state, False
     return replace(state, worker=True), True
 
 
-def stop_worker(state: ModelState) -> tuple[ModelState, bool]:
+def _stop_worker(state: ModelState, now: float) -> tuple[ModelState, bool]:
     """True iff a worker was running. Safe to call twice, and after close."""
     return replace(state, worker=False), state.worker
 
 
-def restart(state: ModelState) -> ModelState:
-    """The process restarts: every run is kept (a store must be durable), threads are
-    gone, so no worker runs until one is started again."""
-    return replace(state, worker=False, closed=False)
+def _close(state: ModelState, now: float) -> tuple[ModelState, None]:
+    """Stop the worker; later calls raise StoreClosed. Closing twice is a no-op."""
+    return replace(state, worker=False, closed=True), None
+
+
+def _workers(state: ModelState, now: float) -> tuple[ModelState, int]:
+    return state, int(state.worker)
+
+
+def _none(args: tuple[object, ...]) -> tuple[object, ...]:
+    return ()
+
+
+_ARGUMENTS: dict[str, Callable[[tuple[object, ...]], tuple[object, ...]]] = {
+    "start": lambda a: (check_run_id(a[0]),),
+    "transition": lambda a: (check_run_id(a[0]), as_status(a[0], a[1])),
+    "heartbeat": lambda a: (check_run_id(a[0]),),
+    "append_event": lambda a: (check_run_id(a[0]), check_payload(a[0], a[1])),
+    "get": lambda a: (check_run_id(a[0]),),
+    "list_runs": lambda a: (check_limit(a[0]),
+                            None if _at(a, 1) is None else as_status("*", a[1]),
+                            parse_cursor(_at(a, 2))),
+    "prune": _none,
+    "len": _none,
+    "start_cleanup_worker": lambda a: (check_interval(a[0]),),
+    "stop_cleanup_worker": _none,
+    "cleanup_workers_alive": _none,
+    "close": _none,
+}
+_BODIES: dict[str, Callable[..., tuple[ModelState, Any]]] = {
+    "start": _start, "transition": _transition, "heartbeat": _heartbeat,
+    "append_event": _append_event, "get": _get, "list_runs": _list_runs,
+    "prune": _prune, "len": _len, "start_cleanup_worker": _start_worker,
+    "stop_cleanup_worker": _stop_worker, "cleanup_workers_alive": _workers,
+    "close": _close,
+}
+#: every call of the store interface the model answers
+OPERATIONS = frozenset(_BODIES)
+
+
+def _at(args: tuple[object, ...], i: int) -> object:
+    return args[i] if len(args) > i else None
+
+
+# --- the same, one function per operation (raising on a refusal) ------------------------
+
+def start(state: ModelState, run_id: object, now: float) -> tuple[ModelState, Run]:
+    return cast(tuple[ModelState, Run], call(state, "start", run_id, now=now))
+
+
+def transition(state: ModelState, run_id: object, status: object, now: float
+               ) -> tuple[ModelState, Run]:
+    return cast(tuple[ModelState, Run], call(state, "transition", run_id, status, now=now))
+
+
+def heartbeat(state: ModelState, run_id: object, now: float) -> tuple[ModelState, Run]:
+    return cast(tuple[ModelState, Run], call(state, "heartbeat", run_id, now=now))
+
+
+def append_event(state: ModelState, run_id: object, payload: object, now: float
+                 ) -> tuple[ModelState, int]:
+    return cast(tuple[ModelState, int], call(state, "append_event", run_id, payload,
+                                             now=now))
+
+
+def get(state: ModelState, run_id: object, now: float) -> Run:
+    return cast(Run, call(state, "get", run_id, now=now)[1])
+
+
+def list_runs(state: ModelState, limit: object, status: object = None,
+              cursor: object = None, now: float = 0.0) -> Page:
+    return cast(Page, call(state, "list_runs", limit, status, cursor, now=now)[1])
+
+
+def sweep(state: ModelState, now: float) -> tuple[ModelState, SweepResult]:
+    """`prune()`: one sweep whatever the sweep mode; what the cleanup worker runs."""
+    return cast(tuple[ModelState, SweepResult], call(state, "prune", now=now))
+
+
+def size(state: ModelState) -> int:
+    """`len(store)`: runs retained, including expired ones no sweep has dropped yet."""
+    return cast(int, call(state, "len", now=0.0)[1])
+
+
+def start_worker(state: ModelState, interval: object) -> tuple[ModelState, bool]:
+    return cast(tuple[ModelState, bool], call(state, "start_cleanup_worker", interval,
+                                              now=0.0))
+
+
+def stop_worker(state: ModelState) -> tuple[ModelState, bool]:
+    return cast(tuple[ModelState, bool], call(state, "stop_cleanup_worker", now=0.0))
 
 
 def close(state: ModelState) -> ModelState:
-    """Stop the worker; later calls raise StoreClosed. Closing twice is a no-op."""
-    return replace(state, worker=False, closed=True)
+    return call(state, "close", now=0.0)[0]
+
+
+def restart(state: ModelState) -> ModelState:
+    """The process restarts: every run is kept (a store must be durable), and so is the
+    clock's high-water mark; threads are gone, so no worker runs until one is started
+    again."""
+    return replace(state, worker=False, closed=False)
 
 
 # --- argument checks, shared with the stores ---------------------------------------------
 
+#: the longest worker interval, in seconds (about 31 years)
+MAX_INTERVAL = 1e9
+#: the longest cursor text the model issues (`MAX_INT` in decimal)
+_CURSOR_DIGITS = len(str(MAX_INT))
+
+
+def _has_surrogate(text: str) -> bool:
+    # a lone surrogate is not text: it has no UTF-8 form, so no store could keep it
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def _shown(value: object) -> str:
+    """`value` for a message, short, whatever it is (an int past Python's int-string
+    limit has no repr)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<int of {value.bit_length()} bits>"
+    if isinstance(value, str | bytes) and len(value) > 40:
+        return f"{value[:40]!r}... ({len(value)} long)"
+    return repr(value)
+
+
 def check_run_id(run_id: object) -> str:
-    if not isinstance(run_id, str) or not 1 <= len(run_id) <= MAX_RUN_ID_LENGTH:
-        shown = run_id if not isinstance(run_id, str) else run_id[:40]
+    """R1: a str of 1 to MAX_RUN_ID_LENGTH code points, none a surrogate. Anything else a
+    str may hold -- quotes, NUL, newlines, braces, "ERR" -- is a valid id, kept exactly."""
+    if (not isinstance(run_id, str) or not 1 <= len(run_id) <= MAX_RUN_ID_LENGTH
+            or _has_surrogate(run_id)):
+        shown = run_id if isinstance(run_id, str) and len(run_id) <= 40 else _shown(run_id)
         raise InvalidArgument(shown, "n/a", f"R1: a run id is a str of 1 to "
-                              f"{MAX_RUN_ID_LENGTH} characters, got {type(run_id).__name__}"
-                              f" of length {len(run_id) if isinstance(run_id, str) else '-'}")
+                              f"{MAX_RUN_ID_LENGTH} characters with no surrogate, got "
+                              f"{type(run_id).__name__} {_shown(run_id)}")
     return run_id
 
 
 def check_limit(limit: object) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidArgument("*", "n/a", f"L2: limit must be an int >= 1, got {limit!r}")
+    """L2: an int (not a bool) from 1 to MAX_INT."""
+    if (isinstance(limit, bool) or not isinstance(limit, int)
+            or not 1 <= limit <= MAX_INT):
+        raise InvalidArgument("*", "n/a", f"L2: limit must be an int from 1 to 2**63-1, "
+                                          f"got {_shown(limit)}")
     return limit
 
 
-def check_payload(run_id: str, payload: object) -> str:
-    if not isinstance(payload, str):
-        raise InvalidArgument(run_id, "n/a", f"E1: payload must be str, got "
-                              f"{type(payload).__name__}")
+def check_payload(run_id: object, payload: object) -> str:
+    """R3: a str with no surrogate, of any length."""
+    if not isinstance(payload, str) or _has_surrogate(payload):
+        raise InvalidArgument(run_id, "n/a", f"R3: a payload is a str with no surrogate, "
+                              f"got {type(payload).__name__} {_shown(payload)}")
     return payload
 
 
@@ -297,20 +473,28 @@ def buffer_event(run: Run, payload: str, policy: Policy) -> Run:
 
 
 def check_interval(interval: object) -> float:
-    if (isinstance(interval, bool) or not isinstance(interval, int | float)
-            or not math.isfinite(interval) or interval <= 0):
-        raise InvalidArgument("*", "n/a",
-                              f"W1: worker interval must be a finite number > 0, got {interval!r}")
-    return float(interval)
+    """W1: an int or float (not a bool), finite, 0 < interval <= MAX_INTERVAL."""
+    ok = isinstance(interval, int | float) and not isinstance(interval, bool)
+    if ok and isinstance(interval, int):
+        ok = 0 < interval <= MAX_INTERVAL
+    elif ok:
+        ok = math.isfinite(cast(float, interval)) and 0 < cast(float, interval) <= MAX_INTERVAL
+    if not ok:
+        raise InvalidArgument("*", "n/a", f"W1: worker interval must be a number with "
+                              f"0 < interval <= {MAX_INTERVAL:g}, got {_shown(interval)}")
+    return float(cast(float, interval))
 
 
 def parse_cursor(cursor: object) -> int | None:
-    """The model's cursor is the `seq` of the last run on the page, as decimal text."""
+    """L3: None, or a cursor this store issued. The model's is the `seq` of the last run
+    on the page in ASCII decimal (1 to 19 digits, at most MAX_INT); anything else -- not
+    a str, empty, other digits ("²", "１"), a sign, spaces, too long -- is refused."""
     if cursor is None:
         return None
-    if not isinstance(cursor, str) or not cursor.isdigit():
-        raise InvalidArgument("*", "n/a", f"L3: cursor must come from a previous page, "
-                              f"got {cursor!r}")
+    if (not isinstance(cursor, str) or not 1 <= len(cursor) <= _CURSOR_DIGITS
+            or not cursor.isascii() or not cursor.isdigit() or int(cursor) > MAX_INT):
+        raise InvalidArgument("*", "n/a", f"L3: a cursor must come from a previous page of "
+                              f"this store, got {_shown(cursor)}")
     return int(cursor)
 
 
@@ -321,21 +505,15 @@ def _open(state: ModelState) -> None:
         raise StoreClosed("*", "closed", "L1: the store is closed")
 
 
-def _now(state: ModelState, now: float) -> float:
-    return now if now > state.clock else state.clock
-
-
-def _begin(state: ModelState, now: float) -> tuple[ModelState, float]:
-    """What every mutation does first: refuse if closed, fix `now`, sweep if lazy."""
-    _open(state)
-    now = _now(state, now)
+def _lazy(state: ModelState, now: float) -> ModelState:
+    """Step 4: what every mutation does first in lazy and both modes."""
     if state.policy.lazy:
         runs, _ = _sweep(state.runs, state.policy, now)
         state = replace(state, runs=runs)
-    return state, now
+    return state
 
 
-def _find(runs: tuple[Run, ...], run_id: str) -> Run | None:
+def find(runs: tuple[Run, ...], run_id: str) -> Run | None:
     for run in runs:
         if run.run_id == run_id:
             return run
@@ -343,7 +521,7 @@ def _find(runs: tuple[Run, ...], run_id: str) -> Run | None:
 
 
 def _visible(state: ModelState, run_id: str, now: float) -> Run:
-    run = _find(state.runs, run_id)
+    run = find(state.runs, run_id)
     if run is None:
         raise UnknownRun(run_id, "absent", "V1: no run with this id is retained")
     if expired(run, state.policy, now):

@@ -263,7 +263,7 @@ class StoreMachine(RuleBasedStateMachine):
         a transition the table allows (choices 0-2), one it forbids (3), or a duplicate
         start (4). Terminal: restart it (0), or try another terminal status (1-3) or
         running (4), which must be refused."""
-        run = spec._find(self.model.runs, run_id)
+        run = spec.find(self.model.runs, run_id)
         if run is None or (run.terminal and choice == 0) or (run.active and choice == 4):
             self._do("start", run_id)
         elif run.terminal:

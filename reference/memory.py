@@ -49,7 +49,7 @@ class MemoryRunStore(WorkerMixin):
     def __init__(self, policy: Policy, clock: Clock = time.monotonic) -> None:
         self.policy = policy
         self._clock = clock
-        self._worker = CleanupWorker(self.prune)
+        self._worker = CleanupWorker(self.prune, self._clock)
         self._lock = threading.Lock()
         self._high = -math.inf            # latest `now` seen: time never goes back
         self._next_seq = 1

@@ -63,7 +63,7 @@ class RedisRunStore(WorkerMixin):
         self._client = client or redis.Redis.from_url(url, decode_responses=True)
         self._script = self._client.register_script(LUA)
         self._closed = False
-        self._worker = CleanupWorker(self.prune)
+        self._worker = CleanupWorker(self.prune, self._clock)
 
     def _call(self, op: str, *args: str) -> Any:
         if self._closed:

@@ -107,7 +107,7 @@ class SqliteRunStore(WorkerMixin):
         self._synchronous = synchronous
         with self._lock:
             self._db.executescript(SCHEMA)  # idempotent: every process may run it
-        self._worker = CleanupWorker(self.prune)
+        self._worker = CleanupWorker(self.prune, self._clock)
 
     # --- the operations ------------------------------------------------------------
 

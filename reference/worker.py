@@ -5,7 +5,9 @@ Guarantees, each tested in tests/test_worker.py:
    alive-check and the start happen under `_lock` (the first seed did them unlocked).
 2. `stop` is prompt (the thread waits on an Event, not in `sleep`), safe to call twice,
    and safe from the worker thread itself.
-3. A sweep that raises does not kill the worker. The wait doubles after each failure, up
+3. It waits on the store's clock (`model.clock.sleep`), so a virtual clock drives it and
+   a checker can run it as a step of its own.
+4. A sweep that raises does not kill the worker. The wait doubles after each failure, up
    to `max_backoff` intervals, and failures are logged only at the 1st, 2nd, 4th, 8th...
    in a row, so a persistent fault logs O(log n) lines, not one per interval.
 """
@@ -17,15 +19,18 @@ import logging
 import threading
 from collections.abc import Callable
 
+from model.clock import Clock, sleep
+
 log = logging.getLogger("runbound.worker")
 
 _names = itertools.count(1)
 
 
 class CleanupWorker:
-    def __init__(self, sweep: Callable[[], object], *, name: str | None = None,
+    def __init__(self, sweep: Callable[[], object], clock: Clock, *, name: str | None = None,
                  max_backoff: int = 32, logger: logging.Logger = log) -> None:
         self._sweep = sweep
+        self._clock = clock
         self.name = name or f"runbound-cleanup-{next(_names)}"
         self.max_backoff = max_backoff
         self._log = logger
@@ -34,20 +39,16 @@ class CleanupWorker:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        #: called between the alive-check and the start, under the lock: a no-op that a
-        #: probe makes a pause, to show the lock closes the race (model/probes.py)
-        self.race_window: Callable[[], None] = lambda: None
 
     def start(self, interval: float) -> bool:
         """Start the worker; False (and nothing started) if one is already running."""
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return False
-            self.race_window()
             # A fresh Event per thread: a thread still winding down from an earlier stop
             # keeps its own set Event and cannot be revived by this start.
             self._stop = threading.Event()
-            thread = threading.Thread(target=self.run, args=(interval, self._stop.wait),
+            thread = threading.Thread(target=self.run, args=(interval, self._stop),
                                       name=self.name, daemon=True)
             self._thread = thread
             thread.start()
@@ -69,12 +70,11 @@ class CleanupWorker:
         thread list so that a duplicate thread is seen even when no handle remembers it."""
         return sum(1 for t in threading.enumerate() if t.name == self.name and t.is_alive())
 
-    def run(self, interval: float, wait: Callable[[float], bool]) -> None:
-        """The loop. `wait(seconds)` returns True when the worker must stop; tests pass a
-        virtual one to run a simulated hour in a moment."""
+    def run(self, interval: float, stop: threading.Event) -> None:
+        """The loop: sleep `interval` on the store's clock, sweep, until `stop` is set."""
         failures = 0
         delay = interval
-        while not wait(delay):
+        while not sleep(self._clock, delay, stop):
             try:
                 result = self._sweep()
             except Exception:
@@ -93,8 +93,7 @@ class CleanupWorker:
 
 class WorkerMixin:
     """The worker half of the store interface, for a store that keeps a CleanupWorker as
-    `_worker` (its `start_cleanup_worker` is its own: it must refuse on a closed store),
-    with the two seams the worker probes use (model/probes.py)."""
+    `_worker` (its `start_cleanup_worker` is its own: it must refuse on a closed store)."""
 
     _worker: CleanupWorker
 
@@ -103,13 +102,3 @@ class WorkerMixin:
 
     def cleanup_workers_alive(self) -> int:
         return self._worker.alive()
-
-    def set_race_window(self, pause: Callable[[], None]) -> None:
-        self._worker.race_window = pause
-
-    def run_worker_loop(self, interval: float, wait: Callable[[float], bool],
-                        sweep: Callable[[], object]) -> None:
-        """The store's worker loop, in the calling thread, with `wait` for its sleep and
-        `sweep` for its prune."""
-        CleanupWorker(sweep, name=self._worker.name, max_backoff=self._worker.max_backoff,
-                      logger=self._worker._log).run(interval, wait)

@@ -74,7 +74,7 @@ class FixedRunStore(s1.RunStore):
         self._max_terminal = max_terminal
         self._stale_after = stale_after
         self._max_artifacts = max_artifacts
-        self._worker = CleanupWorker(self.prune_expired)  # 6
+        self._worker = CleanupWorker(self.prune_expired, self._clock)  # 6
 
     def new_record(self, run_id: str, status: str = "processing") -> s1.RunRecord:
         now = self._clock()
