@@ -42,8 +42,8 @@ class VirtualClock:
 
     `time` is the clock's own time, which sleepers wait on; a reading (`clock()`) is that
     time unless a fault is set (`fault(value)`: every reading returns `value`, say NaN,
-    until the clock is next moved). `step(seconds)` moves time by any finite amount,
-    backwards too.
+    until `fault(None)`; moving the clock does not clear it). `step(seconds)` moves time
+    by any finite amount, backwards too.
     """
 
     def __init__(self, start: float = 1000.0) -> None:
@@ -65,27 +65,26 @@ class VirtualClock:
             return self._time
 
     def advance(self, seconds: float) -> float:
-        """Move time forward by `seconds` (finite, >= 0) and clear any fault."""
+        """Move time forward by `seconds` (finite, >= 0)."""
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"advance moves forward by a finite amount, got {seconds!r}")
         return self.step(seconds)
 
     def step(self, seconds: float) -> float:
-        """Move time by `seconds`, backwards if negative, and clear any fault."""
+        """Move time by `seconds`, backwards if negative."""
         if not math.isfinite(seconds):
             raise ValueError(f"step needs a finite amount, got {seconds!r}")
         with self._cond:
             self._time += seconds
-            self._fault = None
             for thread, until in self._sleepers.items():
                 if until <= self._time:
                     self._woken.add(thread)
             self._cond.notify_all()
             return self._time
 
-    def fault(self, reading: float) -> None:
+    def fault(self, reading: float | None) -> None:
         """Every reading returns `reading` (NaN, an infinity, a value in the past) until
-        the clock is moved; sleepers keep the clock's own time."""
+        `fault(None)`; sleepers keep the clock's own time."""
         with self._cond:
             self._fault = reading
 
