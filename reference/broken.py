@@ -75,9 +75,10 @@ class RestampsTerminatedAtStore(MemoryRunStore):
 
 
 class TwoWorkersStore(MemoryRunStore):
-    """Every start_cleanup_worker starts a thread, whether one runs or not (the first
-    seed's unlocked check-then-start, with the race always lost). close() still stops
-    them all, so the defect is the count, not a leak."""
+    """A start_cleanup_worker while a worker runs answers False and starts another
+    thread anyway (the first seed's unlocked check-then-start, with the race always
+    lost). Its threads are honest: cleanup_workers_alive() counts them all, and close()
+    stops them all, so the defect is the count, not a leak or a lie."""
 
     label = "two-workers"
     breaks = ("I11",)
@@ -87,14 +88,15 @@ class TwoWorkersStore(MemoryRunStore):
         self._extra: list[tuple[threading.Thread, threading.Event]] = []
 
     def start_cleanup_worker(self, interval: float) -> bool:
-        interval = spec.check_interval(interval)
-        if self._worker.alive():
+        started = super().start_cleanup_worker(interval)  # L1 and W1 checked here
+        if not started:  # one runs already: the defect starts another anyway
             stop = threading.Event()
-            thread = threading.Thread(target=self._worker.run, args=(interval, stop.wait),
+            thread = threading.Thread(target=self._worker.run,
+                                      args=(spec.check_interval(interval), stop),
                                       name=self._worker.name, daemon=True)
             thread.start()
             self._extra.append((thread, stop))
-        return super().start_cleanup_worker(interval)
+        return started
 
     def stop_cleanup_worker(self, timeout: float | None = None) -> bool:
         for thread, stop in self._extra:
@@ -108,32 +110,36 @@ class TwoWorkersStore(MemoryRunStore):
         self.stop_cleanup_worker(10.0)
 
 
-
-
 class RacyStore(MemoryRunStore):
     """`start` checks for an active run under the lock, releases it, and inserts under
-    the lock again: two threads can both start one id. Sequentially it is correct; only
-    the concurrent check can see it."""
+    the lock again: two threads can both start one id. Sequentially it is the reference's
+    `start` (same checks, same order, same errors); only the concurrent check can see it."""
 
     label = "racy"
     breaks = ("I19",)
 
     def start(self, run_id: str) -> Run:
-        rid = spec.check_run_id(run_id)
-        with self._lock:
+        with self._reading(lambda: (spec.check_run_id(run_id),)) as (now, (rid,)):
             old = self._by_id.get(rid)
-            if old is not None and old.active:
-                raise RunAlreadyActive(rid, old.status, "S1: already active")
+            # an active run the lazy sweep would not reap refuses the start (S1)
+            if old is not None and old.active and not (
+                    self.policy.lazy and spec.stale(old, self.policy, now)):
+                raise RunAlreadyActive(rid, old.status, "S1: a run with this id is "
+                                                        "already active")
         time.sleep(0.0005)  # the window between the check and the act
-        with self._lock:
-            now = self._now()
+        with self._mutation(lambda: (rid,)) as (now, _):
             old = self._by_id.get(rid)
-            if old is not None:
-                self._unindex(old)
+            if old is not None:  # active too, if another start won the window
+                self._remove(old)
+            cap = self.policy.max_active
+            if cap is not None and len(self._active) >= cap:
+                raise AdmissionRefused(rid, "absent" if old is None else old.status,
+                                       f"S2: {len(self._active)} active runs, "
+                                       f"max_active is {cap}")
             run = Run(rid, Status.PENDING, created_at=now, updated_at=now,
                       seq=self._next_seq)
             self._next_seq += 1
-            self._index(run)
+            self._add(run)
             return run
 
 

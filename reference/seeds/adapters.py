@@ -29,7 +29,6 @@ test); there is no admission control, lease, or worker.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from model import spec
-from model.clock import Clock
+from model.clock import Clock, sleep
 from model.errors import (
     AdmissionRefused,
     IllegalTransition,
@@ -50,7 +49,6 @@ from model.lifecycle import Status, as_status
 from model.policy import Policy
 from model.records import Page, Run, SweepResult
 from reference.seeds import fixed, s1, s2
-from reference.worker import CleanupWorker
 
 _FAR = 10**12  # a limit no check reaches: S2 cannot switch its limits off
 
@@ -105,14 +103,18 @@ class S1Store(_Adapter):
                                    sleep=self._sleep)
 
     def _sleep(self, seconds: float) -> None:
-        # The replica's worker sleeps here. S1 has no way to stop it, so `release()` (the
-        # harness's, not S1's) ends the thread by raising out of its loop's sleep.
-        if self._release.wait(seconds):
+        # The replica's `time.sleep`: a wait on the store's clock (rule W2), so a virtual
+        # clock drives S1's worker as it drives ours. S1 has no way to stop it, so
+        # `release()` ends the thread by raising out of this sleep (SystemExit ends a
+        # thread silently).
+        if sleep(self._clock, seconds, self._release):
             raise SystemExit
 
     def release(self) -> None:
-        """Harness only: end the worker threads S1 itself cannot stop, and wait until
-        they are gone (their exit must not overlap the caller's next steps)."""
+        """The one harness-only hook, S1 has no such call: end the worker threads S1
+        itself cannot stop, and wait until they are gone (their exit must not overlap the
+        caller's next steps). The checks call it after `close()`, when they are done with
+        the store; it changes nothing a check observes before that."""
         threads = self._worker_threads()
         self._release.set()
         for thread in threads:
@@ -184,28 +186,6 @@ class S1Store(_Adapter):
 
     def stop_cleanup_worker(self, timeout: float | None = None) -> bool:
         return False  # S1 has no way to stop its worker
-
-    def set_race_window(self, pause: Callable[[], None]) -> None:
-        self.replica._race_window = pause  # type: ignore[method-assign]
-
-    def run_worker_loop(self, interval: float, wait: Callable[[float], bool],
-                        sweep: Callable[[], object]) -> None:
-        """S1's own `_loop`, in this thread: `wait` stands for its `time.sleep` (the loop
-        never returns, so the end of `wait`'s time ends it), `sweep` for prune."""
-
-        class _End(BaseException):
-            pass
-
-        def sleep(seconds: float) -> None:
-            if wait(seconds):
-                raise _End
-
-        replica = s1.RunStore(ttl_seconds=self.policy.ttl or 60,
-                              cleanup_interval_seconds=interval, clock=self._clock,
-                              sleep=sleep)
-        replica.prune_expired = sweep  # type: ignore[assignment, method-assign]
-        with contextlib.suppress(_End):
-            replica._loop()
 
     def cleanup_workers_alive(self) -> int:
         return sum(1 for t in self._worker_threads() if t.is_alive())
@@ -391,13 +371,6 @@ class FixedS1Store(S1Store):
 
     def cleanup_workers_alive(self) -> int:
         return self.replica._worker.alive()
-
-    def set_race_window(self, pause: Callable[[], None]) -> None:
-        self.replica._worker.race_window = pause
-
-    def run_worker_loop(self, interval: float, wait: Callable[[float], bool],
-                        sweep: Callable[[], object]) -> None:
-        CleanupWorker(sweep, logger=self.replica._worker._log).run(interval, wait)
 
     def close(self) -> None:
         self.replica.stop_cleanup_worker(10.0)

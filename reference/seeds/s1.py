@@ -12,9 +12,11 @@ falsy or <= 0 turns a feature off.
 Choices the original does not make:
 - time is seconds from an injected `clock` (default `time.time`) rather than
   `datetime.now(timezone.utc)`, so checks run on a virtual clock;
-- the worker's `time.sleep` is an injected `sleep`, and `_race_window()` is called between
-  the alive-check and the thread start: a no-op that a probe can make a pause, as trio's
-  tests swap in a janky lock. Neither changes what the code does;
+- a reading that is NaN or infinite raises `ValueError`, as the original's `datetime`
+  would (no datetime holds it): only a checker's faulty clock makes one, and it is how a
+  check makes every sweep fail without touching the code;
+- the worker's `time.sleep` is an injected `sleep` (the adapter waits on the store's
+  clock), which does not change what the code does;
 - `RunRecord` is a dataclass, not a pydantic model (no validation either way: the
   original assigns with `model_copy(update=...)`, which does not validate).
 """
@@ -22,6 +24,7 @@ Choices the original does not make:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -63,13 +66,13 @@ class RunStore:
 
     def new_record(self, run_id: str, status: str = "processing") -> RunRecord:
         """`RunRecord(run_id=..., status=...)` with both timestamps defaulting to now."""
-        now = self._clock()
+        now = self._now()
         return RunRecord(run_id=run_id, status=status, created_at=now, updated_at=now)
 
     def put_run(self, record: RunRecord) -> None:
         with self._lock:
             self._runs[record.run_id] = record
-            self._prune_locked(self._clock())
+            self._prune_locked(self._now())
 
     def update_run(self, run_id: str, **updates: Any) -> RunRecord:
         with self._lock:
@@ -77,9 +80,9 @@ class RunStore:
             if record is None:
                 raise UnknownRunError(f"Run ID {run_id} not found")
             updates.pop("run_id", None)
-            updated = replace(record, **updates, updated_at=self._clock())
+            updated = replace(record, **updates, updated_at=self._now())
             self._runs[run_id] = updated
-            self._prune_locked(self._clock())
+            self._prune_locked(self._now())
             return updated
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -95,7 +98,7 @@ class RunStore:
             return runs[:limit]
 
     def prune_expired(self) -> int:
-        now = self._clock()
+        now = self._now()
         with self._lock:
             return self._prune_locked(now)
 
@@ -123,13 +126,16 @@ class RunStore:
             return
         if self._cleanup_thread and self._cleanup_thread.is_alive():
             return
-        self._race_window()
         thread = threading.Thread(target=self._loop, daemon=True)
         self._cleanup_thread = thread
         thread.start()
 
-    def _race_window(self) -> None:
-        """Between the alive-check and the start (see the module docstring)."""
+    def _now(self) -> float:
+        """The clock, where the original calls `datetime.now(timezone.utc)`."""
+        now = self._clock()
+        if not math.isfinite(now):  # what datetime.fromtimestamp would refuse
+            raise ValueError(f"the clock read {now!r}, not a time")
+        return now
 
     def _loop(self) -> None:
         interval = self._cleanup_interval
