@@ -1,0 +1,568 @@
+"""The mutation suite: single-defect copies of `examples/simple_store.py` the checker must
+catch.
+
+Each `Mutant` is one plausible defect, written as a textual patch of the store's source:
+`old` must occur there exactly once (the loader refuses it otherwise, so a patch cannot
+silently stop applying when the store is edited) and is replaced by `new`. `kind` is the
+class of defect. `minimal` is the length of the shortest program that shows the defect,
+worked out by hand and written in `program`: the calls and clock moves after the store
+is built, reads included. Not counted: what a checker looks at between steps
+(`snapshot()`, `len()`, its own count of the store's threads) and the `close()` every
+check ends with; a `close()` that other calls must follow is counted. `minimal` is the
+denominator of "reported length / minimal length".
+
+`MutantFactory(name)` is a store factory for a mutant: picklable (it holds only the
+name), it compiles and executes the patched source into a fresh module object the first
+time it is called in a process, and keeps that module for the process, so the checker
+can run a mutant in spawned worker processes.
+
+    python -m examples.mutants [--jobs N] [--examples N] [--json PATH] [NAME ...]
+
+drives `model.verify.check_invariant` over every applicable invariant of each mutant,
+stopping at its first failure, and prints which invariant caught it (the conformance
+test, tests/test_mutants.py, holds the checker to catching every one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import ClassVar, cast
+
+from examples.simple_store import SimpleStore
+from model.clock import Clock
+from model.conformance import Capabilities, conform_settings
+from model.invariants import INVARIANTS
+from model.policy import Policy
+from model.protocol import RunStore
+from model.verify import Check, check_invariant
+
+#: the classes of defect the issue names
+KINDS = ("bad-argument", "untyped-error", "surrogate", "precedence", "clock", "closed",
+         "len", "worker", "race", "pagination", "lru", "sequential")
+
+SOURCE = Path(__file__).with_name("simple_store.py")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    kind: str
+    old: str
+    new: str
+    minimal: int
+    #: the shortest program that shows the defect, as `minimal` counts it
+    program: str = ""
+
+
+def _lines(*lines: str) -> str:
+    """Source lines, as indented in simple_store.py, each ending its line."""
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _opening(op: str, signature: str) -> str:
+    """The first lines of an operation: its `def`, the lock, the L1 check."""
+    return _lines(f"    def {op}({signature}:", "        with self._lock:", "            self._open()")
+
+
+def _unopened(op: str, signature: str) -> tuple[str, str]:
+    """(old, new) of an operation that forgets L1."""
+    return _opening(op, signature), _lines(f"    def {op}({signature}:", "        with self._lock:")
+
+
+_START, _TRANSITION = "self, run_id: object) -> Run", "self, run_id: object, status: object) -> Run"
+_HEARTBEAT, _GET = _START, _START
+_APPEND = "self, run_id: object, payload: object) -> int"
+_SWEEP_BLOCK = (
+    "        reaped = [rid for rid, run in self._runs.items() if self._stale(run, now)]",
+    "        for rid in reaped:",
+    "            self._runs[rid] = replace(self._runs[rid], status=Status.FAILED, updated_at=now,",
+    "                                      terminated_at=now)",
+)
+_EXPIRE_BLOCK = (
+    "        expired = [rid for rid, run in self._runs.items() if self._expired(run, now)]",
+    "        for rid in expired:",
+    "            del self._runs[rid]",
+)
+_WORKER_START = (
+    "        with self._lock:",
+    "            self._open()",
+    "            seconds = self._interval(interval)",
+    "            if self._worker is not None and self._worker.is_alive():",
+    "                return False",
+    "            self._launch(seconds)",
+    "            return True",
+)
+_MUTATION = (
+    "        before = dict(self._runs)",
+    "        now = self._now(run_id)",
+    "        if self.policy.sweep is not SweepMode.BACKGROUND:",
+    "            self._sweep(now)",
+    "        try:",
+    "            yield now",
+    "        except RunboundError:",
+    "            self._runs = before  # I10; not the mark: C1 keeps it raised",
+)
+
+
+def _all_mutants() -> tuple[Mutant, ...]:
+    m = Mutant
+    return (
+        # --- a bad argument accepted, in each position -----------------------------------
+        m("start-accepts-bad-id", "bad-argument",
+          _opening("start", _START) + "            rid = self._run_id(run_id)\n",
+          _opening("start", _START) + "            rid = run_id\n", 1,
+          'start("")'),
+        m("transition-accepts-bad-id", "bad-argument",
+          "            rid = self._run_id(run_id)\n            target = self._status(rid, status)\n",
+          "            rid = run_id\n            target = self._status(rid, status)\n", 1,
+          'transition(7, "running")'),
+        m("heartbeat-accepts-bad-id", "bad-argument",
+          _opening("heartbeat", _HEARTBEAT) + "            rid = self._run_id(run_id)\n",
+          _opening("heartbeat", _HEARTBEAT) + "            rid = run_id\n", 1,
+          'heartbeat(b"a")'),
+        m("append-event-accepts-bad-id", "bad-argument",
+          "            rid = self._run_id(run_id)\n            text = self._payload(rid, payload)\n",
+          "            rid = run_id\n            text = self._payload(rid, payload)\n", 1,
+          'append_event(None, "e1")'),
+        m("get-accepts-bad-id", "bad-argument",
+          "            rid = self._run_id(run_id)\n            now = self._now(rid)\n",
+          "            rid = run_id\n            now = self._now(rid)\n", 1,
+          "get(None)"),
+        m("long-id-accepted", "bad-argument",
+          "not 1 <= len(value) <= MAX_RUN_ID_LENGTH", "not value", 1,
+          'start("x" * 129)'),
+        m("status-filter-unchecked", "bad-argument",
+          'wanted = None if status is None else self._status("*", status)',
+          "wanted = status", 1,
+          'list_runs(5, "paused")'),
+        m("limit-bool-accepted", "bad-argument",
+          "if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value",
+          "if not isinstance(value, int) or not 1 <= value", 1,
+          "list_runs(True)"),
+        m("limit-unbounded", "bad-argument",
+          "not 1 <= value <= _MAX_INT", "value < 1", 1,
+          "list_runs(2**63)"),
+        m("cursor-beyond-int64-accepted", "bad-argument",
+          " or int(value) > _MAX_INT", "", 1,
+          'list_runs(5, None, str(2**63))'),
+        m("interval-unbounded", "bad-argument",
+          "or not 0 < value <= _MAX_INTERVAL", "or not 0 < value", 1,
+          "start_cleanup_worker(2e9)"),
+        m("interval-bool-accepted", "bad-argument",
+          "if (isinstance(value, bool) or not isinstance(value, int | float)",
+          "if (not isinstance(value, int | float)", 1,
+          "start_cleanup_worker(True)"),
+        # --- a bad argument raising an untyped error ---------------------------------------
+        m("status-raises-valueerror", "untyped-error",
+          "if isinstance(value, str) and value in _NAMES:", "if isinstance(value, str):", 1,
+          'transition("a", "paused") raises ValueError'),
+        m("payload-type-unchecked", "untyped-error",
+          _lines("        if not isinstance(payload, str):",
+                 '            raise InvalidArgument(run_id, "n/a", f"R3: a payload is a str, got "',
+                 '                                                 f"{_shown(payload)}")'),
+          "", 1,
+          'append_event("a", 12) raises TypeError'),
+        m("limit-float-typeerror", "untyped-error",
+          "or not isinstance(value, int) or", "or", 1,
+          "list_runs(2.5) raises TypeError"),
+        m("cursor-non-ascii-digits", "untyped-error",
+          "not (value.isascii() and value.isdigit())", "not value.isdigit()", 1,
+          'list_runs(5, None, "²") raises ValueError'),
+        m("cursor-length-unchecked", "untyped-error",
+          "not 1 <= len(value) <= _CURSOR_DIGITS", "not value", 1,
+          'list_runs(5, None, "9" * 5000) raises ValueError'),
+        # --- a lone surrogate accepted ---------------------------------------------------------
+        m("id-surrogate-accepted", "surrogate",
+          _lines("        if _has_surrogate(value):",
+                 '            raise InvalidArgument(_shown(value), "n/a", "R1: a run id holds no '
+                 'surrogate")'),
+          "", 1,
+          'start("\\ud800")'),
+        m("payload-surrogate-accepted", "surrogate",
+          _lines("        if _has_surrogate(payload):",
+                 '            raise InvalidArgument(run_id, "n/a", "R3: a payload holds no '
+                 'surrogate")'),
+          "", 1,
+          'append_event("a", "\\udfff") raises UnknownRun, not InvalidArgument'),
+        # --- the order of checks -----------------------------------------------------------
+        m("start-checks-id-before-closed", "precedence",
+          _lines("            self._open()", "            rid = self._run_id(run_id)",
+                 "            with self._mutation(rid) as now:",
+                 "                old = self._runs.get(rid)"),
+          _lines("            rid = self._run_id(run_id)", "            self._open()",
+                 "            with self._mutation(rid) as now:",
+                 "                old = self._runs.get(rid)"), 2,
+          'close(); start("")'),
+        m("list-runs-checks-limit-before-closed", "precedence",
+          _lines("            self._open()", "            count = self._limit(limit)"),
+          _lines("            count = self._limit(limit)", "            self._open()"), 2,
+          "close(); list_runs(0)"),
+        m("append-event-reads-clock-before-payload", "precedence",
+          "            text = self._payload(rid, payload)\n",
+          "            self._reading(rid)  # fail fast on a broken clock\n"
+          "            text = self._payload(rid, payload)\n", 2,
+          'clock reads nan; append_event("a", 12)'),
+        m("transition-reads-clock-before-status", "precedence",
+          "            target = self._status(rid, status)\n",
+          "            self._reading(rid)  # fail fast on a broken clock\n"
+          "            target = self._status(rid, status)\n", 2,
+          'clock reads nan; transition("a", "paused")'),
+        # --- the clock (C1) --------------------------------------------------------------------
+        m("no-clock-clamp", "clock",
+          _lines("        self._mark = max(self._mark, reading)", "        return self._mark"),
+          _lines("        self._mark = max(self._mark, reading)", "        return reading"), 3,
+          'start("a"); clock reads 1 s back; heartbeat("a")'),
+        m("get-does-not-raise-mark", "clock",
+          _lines("            now = self._now(rid)", "            return self._visible(rid, now)"),
+          _lines("            now = max(self._mark, self._reading(rid))  # a read changes nothing",
+                 "            return self._visible(rid, now)"), 3,
+          'get("a"); clock reads 1 s back; start("a")'),
+        m("refused-call-does-not-raise-mark", "clock",
+          _lines(*_MUTATION),
+          _lines("        before = dict(self._runs), self._mark", *_MUTATION[1:-1],
+                 "            self._runs, self._mark = before  # I10: as if never called"), 3,
+          'heartbeat("a"); clock reads 1 s back; start("a")'),
+        m("nan-reading-accepted", "clock",
+          "not math.isfinite(reading)", "math.isinf(reading)", 2,
+          'clock reads nan; start("a")'),
+        m("infinite-reading-accepted", "clock",
+          "not math.isfinite(reading)", "math.isnan(reading)", 2,
+          'clock reads inf; start("a")'),
+        m("lazy-sweep-reads-clock-again", "clock",
+          "            self._sweep(now)\n        try:\n",
+          "            self._sweep(self._reading(run_id))\n        try:\n", 4,
+          'ttl=0: start("a"); transition("a", "failed"); clock reads 1 s back; start("b")'),
+        # --- calls after close accepted ----------------------------------------------------
+        m("start-after-close", "closed", *_unopened("start", _START), 2,
+          'close(); start("a")'),
+        m("transition-after-close", "closed", *_unopened("transition", _TRANSITION), 2,
+          'close(); transition("a", "running")'),
+        m("heartbeat-after-close", "closed", *_unopened("heartbeat", _HEARTBEAT), 2,
+          'close(); heartbeat("a")'),
+        m("append-event-after-close", "closed", *_unopened("append_event", _APPEND), 2,
+          'close(); append_event("a", "e1")'),
+        m("get-after-close", "closed", *_unopened("get", _GET), 2,
+          'close(); get("a")'),
+        m("list-runs-after-close", "closed",
+          _lines("            self._open()", "            count = self._limit(limit)"),
+          _lines("            count = self._limit(limit)"), 2,
+          "close(); list_runs(1)"),
+        m("prune-after-close", "closed", *_unopened("prune", "self) -> SweepResult"), 2,
+          "close(); prune()"),
+        m("worker-start-after-close", "closed",
+          _lines("            self._open()", "            seconds = self._interval(interval)"),
+          _lines("            seconds = self._interval(interval)"), 2,
+          "close(); start_cleanup_worker(5)"),
+        m("snapshot-after-close", "closed",
+          *_unopened("snapshot", "self) -> tuple[Run, ...]"), 2,
+          "close(); snapshot()"),
+        # --- len ---------------------------------------------------------------------------
+        m("len-counts-visible-only", "len",
+          "            return len(self._runs)\n",
+          "            return sum(1 for r in self._runs.values() if not self._expired(r, self._mark))\n",
+          2, 'ttl=0: start("a"); transition("a", "failed"); (len() is 0, not 1)'),
+        m("len-after-close", "len",
+          _lines('        """Runs retained, expired ones not yet swept included."""',
+                 "        with self._lock:", "            self._open()"),
+          _lines('        """Runs retained, expired ones not yet swept included."""',
+                 "        with self._lock:"), 2,
+          "close(); len()"),
+        # --- the cleanup worker (W2, W3, I11, I16, I18) -------------------------------------
+        m("worker-waits-on-real-time", "worker",
+          "while not sleep(self._clock, delay, stop):", "while not stop.wait(delay):", 3,
+          'stale_after=5: start("a"); start_cleanup_worker(5); clock.advance(5)'),
+        m("worker-sweeps-every-other-wake", "worker",
+          "            failures, delay = 0, interval\n",
+          "            failures, delay = 0, interval\n"
+          "            if sleep(self._clock, delay, stop):  # rest until the next interval\n"
+          "                return\n", 4,
+          'stale_after=5: start_cleanup_worker(5); clock.advance(5); start("a"); '
+          "clock.advance(5)"),
+        m("stop-does-not-join", "worker",
+          _lines("        if thread is not None and running and thread is not "
+                 "threading.current_thread():",
+                 "            thread.join(timeout)"),
+          "", 2,
+          "start_cleanup_worker(5); stop_cleanup_worker() (its thread still runs)"),
+        m("remembered-worker-count", "worker",
+          "        return sum(1 for t in threading.enumerate() if t.name == self._name)",
+          "        return int(self._worker is not None)", 2,
+          "start_cleanup_worker(5); stop_cleanup_worker() (the store counts 1, no thread runs)"),
+        m("close-leaves-worker-running", "worker",
+          _lines("            self._closed = True", "            thread = self._worker",
+                 "            self._stop.set()",
+                 "        if thread is not None and thread is not threading.current_thread():",
+                 "            thread.join()"),
+          _lines("            self._closed = True"), 1,
+          "start_cleanup_worker(5) (and the final close(): its thread still runs)"),
+        m("logs-every-failed-sweep", "worker",
+          "                if failures & (failures - 1) == 0:\n",
+          "                if failures:\n", 35,
+          "start_cleanup_worker(1); clock reads nan; 33 x clock.advance(32) "
+          "(33 log lines, the bound is 32)"),
+        # --- races (I11, I19) ----------------------------------------------------------------
+        m("lockless-worker-start", "race",
+          _lines(*_WORKER_START),
+          _lines(*(line[4:] for line in _WORKER_START[1:])), 2,
+          "two threads at once: start_cleanup_worker(3600) (two workers)"),
+        m("racy-worker-start", "race",
+          _lines(*_WORKER_START[-3:]),
+          _lines(_WORKER_START[-3], *(line[4:] for line in _WORKER_START[-2:])), 2,
+          "two threads at once: start_cleanup_worker(3600) (the check, then the start "
+          "after the lock)"),
+        m("unlocked-start", "race",
+          _lines("    def start(self, run_id: object) -> Run:", "        with self._lock:"),
+          _lines("    def start(self, run_id: object) -> Run:",
+                 "        if True:  # dict operations are atomic under the GIL"), 2,
+          'two threads at once: start("a") (both succeed)'),
+        # --- pagination ----------------------------------------------------------------------
+        m("cursor-repeats-last-run", "pagination",
+          "r.seq < below)", "r.seq <= below)", 4,
+          'start("a"); start("b"); list_runs(1); the next page (b again)'),
+        m("cursor-skips-a-run", "pagination",
+          "r.seq < below)", "r.seq < below - 1)", 4,
+          'start("a"); start("b"); list_runs(1); the next page (a skipped)'),
+        m("next-cursor-on-full-last-page", "pagination",
+          "more = len(matching) > count", "more = len(matching) >= count", 2,
+          'start("a"); list_runs(1)'),
+        m("next-cursor-missing-when-more", "pagination",
+          "more = len(matching) > count", "more = len(matching) > count + 1", 3,
+          'start("a"); start("b"); list_runs(1)'),
+        m("status-filter-first-page-only", "pagination",
+          "if (wanted is None or r.status is wanted)",
+          "if (wanted is None or below is not None or r.status is wanted)", 6,
+          'start("a"); start("b"); start("c"); transition("b", "running"); '
+          'list_runs(1, "pending"); the next page (b, which is running)'),
+        # --- reads with effects ----------------------------------------------------------------
+        m("get-moves-run-to-back", "lru",
+          "            return self._visible(rid, now)\n",
+          "            run = self._visible(rid, now)\n"
+          "            self._runs[rid] = self._runs.pop(rid)  # most recently used last\n"
+          "            return run\n", 4,
+          'start("a"); start("b"); get("a"); list_runs(1) (a, not b)'),
+        # --- sequential rules --------------------------------------------------------------
+        m("cap-evicts-active", "sequential",
+          _lines("        ended = sorted((r for r in self._runs.values() if r.terminated_at is "
+                 "not None),", "                       key=_eviction_key)"),
+          "        ended = sorted(self._runs.values(), key=lambda r: r.seq)\n", 2,
+          'max_terminal=0: start("a"); prune()'),
+        m("cap-off-by-one", "sequential",
+          "ended[:max(0, len(ended) - cap)]", "ended[:max(0, len(ended) - cap - 1)]", 2,
+          'max_terminal=0: start("a"); transition("a", "failed")'),
+        m("cap-evicts-newest", "sequential",
+          "ended[:max(0, len(ended) - cap)]", "ended[len(ended) - max(0, len(ended) - cap):]",
+          4, 'max_terminal=1: start("a"); start("b"); transition("a", "failed"); '
+             'transition("b", "failed")'),
+        m("transition-leaves-cap-to-sweep", "sequential",
+          _lines("                if done:  # the cap does not wait for a sweep (policy.md)",
+                 "                    self._enforce_cap()"),
+          "", 2,
+          'max_terminal=0: start("a"); transition("a", "failed")'),
+        m("ttl-strict-greater", "sequential",
+          "now >= run.terminated_at + ttl", "now > run.terminated_at + ttl", 3,
+          'ttl=0: start("a"); transition("a", "failed"); get("a")'),
+        m("lease-reaps-terminal-runs", "sequential",
+          "run.terminated_at is None and lease is not None", "lease is not None", 4,
+          'stale_after=5: start("a"); transition("a", "completed"); clock.advance(5); '
+          "prune() (terminated_at restamped)"),
+        m("append-event-keeps-lease", "sequential",
+          "dropped_events=dropped,\n                                          updated_at=now)",
+          "dropped_events=dropped)", 3,
+          'start("a"); clock.advance(1); append_event("a", "e1")'),
+        m("heartbeat-keeps-updated-at", "sequential",
+          'new = replace(self._live(rid, now, "heartbeat"), updated_at=now)',
+          'new = self._live(rid, now, "heartbeat")', 3,
+          'start("a"); clock.advance(1); heartbeat("a")'),
+        m("admission-counts-terminal", "sequential",
+          "active = sum(1 for r in self._runs.values() if r.terminated_at is None)",
+          "active = len(self._runs)", 3,
+          'max_active=1: start("a"); transition("a", "failed"); start("b")'),
+        m("restart-keeps-old-events", "sequential",
+          "run = Run(rid, Status.PENDING, now, now, seq=self._next_seq)",
+          "run = Run(rid, Status.PENDING, now, now, seq=self._next_seq,\n"
+          "                          events=() if old is None else old.events)", 4,
+          'start("a"); append_event("a", "e1"); transition("a", "failed"); start("a")'),
+        m("ring-buffer-drops-newest", "sequential",
+          "events = events[len(events) - cap:]", "events = events[:cap]", 3,
+          'max_events_per_run=1: start("a"); append_event("a", "e1"); '
+          'append_event("a", "e2")'),
+        m("ring-buffer-forgets-drops", "sequential",
+          "                    dropped += len(events) - cap\n", "", 2,
+          'max_events_per_run=0: start("a"); append_event("a", "e1")'),
+        m("event-numbers-from-zero", "sequential",
+          "return old.dropped_events + len(old.events) + 1",
+          "return old.dropped_events + len(old.events)", 2,
+          'start("a"); append_event("a", "e1")'),
+        m("pending-may-complete", "sequential",
+          "if target not in TRANSITIONS[old.status]:",
+          "if old.status in TERMINAL or target is old.status:", 2,
+          'start("a"); transition("a", "completed")'),
+        m("pending-run-restartable", "sequential",
+          "if old is not None and old.terminated_at is None:",
+          "if old is not None and old.status is Status.RUNNING:", 2,
+          'start("a"); start("a")'),
+        m("both-mode-skips-lazy-sweep", "sequential",
+          "if self.policy.sweep is not SweepMode.BACKGROUND:",
+          "if self.policy.sweep is SweepMode.LAZY:", 3,
+          'sweep=both, ttl=0: start("a"); transition("a", "failed"); start("b")'),
+        m("background-mode-sweeps-lazily", "sequential",
+          "if self.policy.sweep is not SweepMode.BACKGROUND:",
+          "if self.policy.ttl is not None or self.policy.stale_after is not None:", 3,
+          'sweep=background, ttl=0: start("a"); transition("a", "failed"); start("b")'),
+        m("expire-before-reap", "sequential",
+          _lines(*_SWEEP_BLOCK, *_EXPIRE_BLOCK), _lines(*_EXPIRE_BLOCK, *_SWEEP_BLOCK), 3,
+          'ttl=0, stale_after=5: start("a"); clock.advance(5); prune()'),
+        m("reap-keeps-updated-at", "sequential",
+          "status=Status.FAILED, updated_at=now,\n", "status=Status.FAILED,\n", 3,
+          'stale_after=5: start("a"); clock.advance(5); prune()'),
+        m("list-shows-expired", "sequential",
+          "                        and not self._expired(r, now)]\n",
+          "                        ]\n", 3,
+          'ttl=0: start("a"); transition("a", "failed"); list_runs(1)'),
+        m("get-shows-expired", "sequential",
+          _lines("        if self._expired(run, now):",
+                 '            raise UnknownRun(rid, run.status, "V2: the run is past its TTL")'),
+          "", 3,
+          'ttl=0: start("a"); transition("a", "failed"); get("a")'),
+        m("get-sweeps", "sequential",
+          _lines("            now = self._now(rid)", "            return self._visible(rid, now)"),
+          _lines("            now = self._now(rid)",
+                 "            self._sweep(now)  # tidy up while we hold the lock",
+                 "            return self._visible(rid, now)"), 3,
+          'ttl=0: start("a"); transition("a", "failed"); get("b")'),
+        m("refused-call-keeps-lazy-sweep", "sequential",
+          _lines("            self._runs = before  # I10; not the mark: C1 keeps it raised"),
+          "", 3,
+          'ttl=0: start("a"); transition("a", "failed"); heartbeat("b")'),
+    )
+
+
+MUTANTS: dict[str, Mutant] = {mutant.name: mutant for mutant in _all_mutants()}
+
+
+@cache
+def source() -> str:
+    return SOURCE.read_text()
+
+
+def patched(mutant: Mutant) -> str:
+    """The store's source with the mutant's defect in it."""
+    text = source()
+    found = text.count(mutant.old)
+    if found != 1:
+        raise ValueError(f"mutant {mutant.name!r}: its old text occurs {found} times in "
+                         f"{SOURCE.name}, it must occur once:\n{mutant.old}")
+    return text.replace(mutant.old, mutant.new)
+
+
+_modules: dict[str, ModuleType] = {}
+_modules_lock = threading.Lock()  # guards _modules: factories may be called from threads
+
+
+def load(name: str) -> ModuleType:
+    """The mutant's module, compiled and executed on first use in this process."""
+    with _modules_lock:
+        module = _modules.get(name)
+        if module is None:
+            code = compile(patched(MUTANTS[name]), f"{SOURCE} [mutant {name}]", "exec")
+            module = ModuleType(f"examples.simple_store[{name}]")
+            module.__file__ = str(SOURCE)
+            exec(code, module.__dict__)
+            _modules[name] = module
+        return module
+
+
+@dataclass(frozen=True)
+class MutantFactory:
+    """A store factory `(policy, clock) -> store` for one mutant; pickles as its name."""
+
+    name: str
+    #: what the unmutated store declares: no mutant touches it
+    capabilities: ClassVar[Capabilities] = SimpleStore.capabilities
+
+    def __post_init__(self) -> None:
+        if self.name not in MUTANTS:
+            raise KeyError(f"no mutant {self.name!r}")
+
+    def __call__(self, policy: Policy, clock: Clock) -> RunStore:
+        return cast(RunStore, load(self.name).SimpleStore(policy, clock))
+
+
+# --- the survey: today's checker, one invariant at a time ----------------------------------
+
+@dataclass
+class Survey:
+    name: str
+    kind: str
+    minimal: int
+    #: the first check that failed, or None: every applicable invariant passed or was unknown
+    caught_by: str | None
+    steps: int
+    seconds: float
+    note: str
+
+
+#: the invariants that judge every result and everything retained go first: most defects
+#: break them, and a pass costs as much as any other's
+FIRST = ("I13", "I14", "I10")
+
+
+def survey(name: str, examples: int | None = None) -> Survey:
+    """Run the applicable invariants until one fails, the broadest first."""
+    mutant, factory = MUTANTS[name], MutantFactory(name)
+    skipped = MutantFactory.capabilities.skipped()
+    began = time.perf_counter()
+    notes: list[str] = []
+    for iid in (*FIRST, *(i for i in INVARIANTS if i not in FIRST and i not in skipped)):
+        check: Check = check_invariant(factory, iid, conform_settings(examples),
+                                       MutantFactory.capabilities)
+        if check.verdict == "fail":
+            return Survey(name, mutant.kind, mutant.minimal, iid, check.steps,
+                          round(time.perf_counter() - began, 2), check.note[:300])
+        if check.verdict == "unknown":
+            notes.append(f"{iid} unknown: {check.note[:120]}")
+    return Survey(name, mutant.kind, mutant.minimal, None, 0,
+                  round(time.perf_counter() - began, 2), "; ".join(notes))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m examples.mutants", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--examples", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    names = args.names or list(MUTANTS)
+    context = multiprocessing.get_context("spawn")
+    results: list[Survey] = []
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        for result in pool.map(survey, names, [args.examples] * len(names)):
+            results.append(result)
+            verdict = f"caught by {result.caught_by}" if result.caught_by else "SURVIVED"
+            print(f"{result.name:40} {result.kind:14} {verdict:14} steps {result.steps:3} "
+                  f"(minimal {result.minimal:2}) {result.seconds:7.2f}s  {result.note[:90]}",
+                  flush=True)
+    caught = [r for r in results if r.caught_by]
+    print(f"caught {len(caught)} of {len(results)}; median seconds to the first failure "
+          f"{statistics.median(r.seconds for r in caught) if caught else float('nan'):.2f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n")
+    return 0 if len(caught) == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
