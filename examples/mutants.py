@@ -73,7 +73,8 @@ def _lines(*lines: str) -> str:
 
 def _opening(op: str, signature: str) -> str:
     """The first lines of an operation: its `def`, the lock, the L1 check."""
-    return _lines(f"    def {op}({signature}:", "        with self._lock:", "            self._open()")
+    return _lines(f"    def {op}({signature}:", "        with self._lock:",
+                  "            self._open()")
 
 
 def _unopened(op: str, signature: str) -> tuple[str, str]:
@@ -125,16 +126,18 @@ def _all_mutants() -> tuple[Mutant, ...]:
           _opening("start", _START) + "            rid = run_id\n", 1,
           'start("")'),
         m("transition-accepts-bad-id", "bad-argument",
-          "            rid = self._run_id(run_id)\n            target = self._status(rid, status)\n",
-          "            rid = run_id\n            target = self._status(rid, status)\n", 1,
+          _lines("            rid = self._run_id(run_id)",
+                 "            target = self._status(rid, status)"),
+          _lines("            rid = run_id", "            target = self._status(rid, status)"), 1,
           'transition(7, "running")'),
         m("heartbeat-accepts-bad-id", "bad-argument",
           _opening("heartbeat", _HEARTBEAT) + "            rid = self._run_id(run_id)\n",
           _opening("heartbeat", _HEARTBEAT) + "            rid = run_id\n", 1,
           'heartbeat(b"a")'),
         m("append-event-accepts-bad-id", "bad-argument",
-          "            rid = self._run_id(run_id)\n            text = self._payload(rid, payload)\n",
-          "            rid = run_id\n            text = self._payload(rid, payload)\n", 1,
+          _lines("            rid = self._run_id(run_id)",
+                 "            text = self._payload(rid, payload)"),
+          _lines("            rid = run_id", "            text = self._payload(rid, payload)"), 1,
           'append_event(None, "e1")'),
         m("get-accepts-bad-id", "bad-argument",
           "            rid = self._run_id(run_id)\n            now = self._now(rid)\n",
@@ -271,7 +274,8 @@ def _all_mutants() -> tuple[Mutant, ...]:
         # --- len ---------------------------------------------------------------------------
         m("len-counts-visible-only", "len",
           "            return len(self._runs)\n",
-          "            return sum(1 for r in self._runs.values() if not self._expired(r, self._mark))\n",
+          "            return sum(1 for r in self._runs.values()\n"
+          "                       if not self._expired(r, self._mark))\n",
           2, 'ttl=0: start("a"); transition("a", "failed"); (len() is 0, not 1)'),
         m("len-after-close", "len",
           _lines('        """Runs retained, expired ones not yet swept included."""',
