@@ -59,6 +59,8 @@ class ProbeResult:
     #: trials run, and how many exercised what the probe is after
     trials: int = 0
     exercised: int = 0
+    #: I18: the records logged over the failing sweeps
+    log_lines: int | None = None
 
 
 def _new_threads(before: set[threading.Thread]) -> list[threading.Thread]:
@@ -241,8 +243,10 @@ def probe_failing_sweeps(factory: StoreFactory, *, seconds: int = 3600) -> Probe
     if lines.lines > MAX_LOG_LINES_PER_HOUR * seconds / 3600:
         return ProbeResult("fail", steps, f"I18: {lines.lines} log lines in a simulated "
                                           f"{seconds} s of failing sweeps (bound "
-                                          f"{MAX_LOG_LINES_PER_HOUR} an hour)", 1, 1)
+                                          f"{MAX_LOG_LINES_PER_HOUR} an hour)", 1, 1,
+                           lines.lines)
     if not alive:
         return ProbeResult("unknown", steps, "the worker thread ended during the failing "
-                                             "sweeps: nothing was left to log", 1, 0)
-    return ProbeResult("pass", steps, "", 1, 1)
+                                             "sweeps: nothing was left to log", 1, 0,
+                           lines.lines)
+    return ProbeResult("pass", steps, "", 1, 1, lines.lines)

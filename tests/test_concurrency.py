@@ -1,5 +1,6 @@
-"""Stores under threads: no exception but the typed ones, and the invariants of
-the final state hold. (The linearizability checker is its own, later, piece.)"""
+"""Stores under threads: no exception but the typed ones, and the invariants of the final
+state hold; the start race (I11) run for real, counted from the interpreter. (The
+linearizability check is tests/test_linearizability.py.)"""
 
 from __future__ import annotations
 
@@ -16,14 +17,19 @@ from model.errors import RunboundError
 from model.invariants import Observation, state_violations
 from model.lifecycle import Status
 from model.policy import Policy
+from model.probes import RACE_TRIALS, probe_start_race
+from reference.broken import TwoWorkersStore
 from reference.memory import MemoryRunStore
 from reference.redis_server import on_local_server
 from reference.sqlite import on_disk
 
 
-@pytest.mark.parametrize("make", [MemoryRunStore, on_disk, on_local_server],
+@pytest.mark.parametrize(("make", "rounds"), [(MemoryRunStore, 500), (on_disk, 200),
+                                              (on_local_server, 100)],
                          ids=["memory", "sqlite", "redis"])
-def test_store_threads_keep_invariants(make: Callable[[Policy, Clock], Any]) -> None:
+def test_store_threads_keep_invariants(make: Callable[[Policy, Clock], Any],
+                                       rounds: int) -> None:
+    """Fewer rounds where every call is a durable write (SQLite and Redis fsync it)."""
     policy = Policy(ttl=0.5, max_terminal=5, max_active=4, max_events_per_run=3,
                     stale_after=2.0)
     store = make(policy, time.monotonic)
@@ -33,7 +39,7 @@ def test_store_threads_keep_invariants(make: Callable[[Policy, Clock], Any]) -> 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
         barrier.wait()
-        for _ in range(500):
+        for _ in range(rounds):
             rid = f"r{rng.randrange(12)}"
             op = rng.randrange(6)
             try:
@@ -64,3 +70,42 @@ def test_store_threads_keep_invariants(make: Callable[[Policy, Clock], Any]) -> 
         t.join()
     store.close()
     assert errors == []
+
+
+@pytest.mark.parametrize(("make", "trials"), [(MemoryRunStore, RACE_TRIALS),
+                                              (on_disk, 50), (on_local_server, 100)],
+                         ids=["memory", "sqlite", "redis"])
+def test_store_start_race_starts_one_worker(make: Callable[[Policy, Clock], Any],
+                                            trials: int) -> None:
+    """Every trial: two threads released together call start_cleanup_worker on a new
+    store; never more than one new thread, and the store's count agrees. Most trials
+    overlap, so the race was run, not assumed. (A new SQLite file costs 20 ms: fewer.)"""
+    result = probe_start_race(make, trials=trials)
+    assert result.verdict == "pass", result
+    assert result.trials == trials and result.exercised > trials // 2
+
+
+def test_TwoWorkersStore_start_race_is_caught() -> None:
+    result = probe_start_race(TwoWorkersStore)
+    assert result.verdict == "fail" and result.trials == 1
+    assert "2 cleanup worker threads" in result.message
+
+
+class UndercountingStore(MemoryRunStore):
+    """One worker, as it should, but it says it has none."""
+
+    def cleanup_workers_alive(self) -> int:
+        return 0
+
+
+def test_a_store_that_misreports_its_threads_fails() -> None:
+    """The interpreter is believed, not the store."""
+    result = probe_start_race(UndercountingStore)
+    assert result.verdict == "fail" and "misreports" in result.message
+
+
+def test_start_race_never_overlapping_is_unknown_not_pass() -> None:
+    """One thread a trial cannot race: the window was never exercised."""
+    result = probe_start_race(MemoryRunStore, threads=1, trials=5)
+    assert result.verdict == "unknown" and result.exercised == 0
+    assert "never exercised" in result.message

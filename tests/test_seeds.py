@@ -3,6 +3,8 @@ finds the defects their reviews name."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from hypothesis import Phase
 from hypothesis.stateful import run_state_machine_as_test
@@ -11,12 +13,12 @@ from model.clock import VirtualClock
 from model.invariants import VIOLATIONS
 from model.lifecycle import Status
 from model.policy import Policy
-from model.probes import probe_failing_sweeps, probe_start_race
+from model.probes import MAX_LOG_LINES_PER_HOUR, probe_failing_sweeps, probe_start_race
 from model.protocol import StoreFactory
 from model.stateful import machine_for, machine_settings
 from reference.memory import MemoryRunStore
 from reference.seeds import s1, s2
-from reference.seeds.adapters import S1Store, S2Store
+from reference.seeds.adapters import FixedS1Store, S1Store, S2Store
 
 
 def caught(factory: StoreFactory, invariant: str) -> None:
@@ -122,17 +124,48 @@ def test_restart_loses_every_run_in_memory() -> None:
 
 
 def test_S1_concurrent_starts_start_two_workers() -> None:
-    """The forced race: S1 starts a second worker, every time; the reference never."""
-    assert probe_start_race(S1Store).verdict == "fail"
-    assert probe_start_race(MemoryRunStore).verdict == "pass"
+    """The real race, no hook: S1's unlocked check-then-start starts a second worker in
+    one of the first trials; the interpreter shows both threads."""
+    result = probe_start_race(S1Store)
+    assert result.verdict == "fail" and "2 cleanup worker threads" in result.message
+    assert result.trials <= 20 and result.exercised >= 1
+
+
+def test_fixed_S1_survives_the_start_race() -> None:
+    result = probe_start_race(FixedS1Store)
+    assert result.verdict == "pass" and result.exercised > 0
 
 
 def test_S1_failing_sweeps_log_without_bound() -> None:
-    """One line per interval for S1 (3600 in an hour); O(log n) for the reference."""
-    s1_result, reference = probe_failing_sweeps(S1Store), probe_failing_sweeps(MemoryRunStore)
+    """An hour of sweeps failing on a NaN clock, through S1's own worker on the virtual
+    clock: one line per interval (3600). The fix backs off and logs O(log n)."""
+    s1_result, fixed = probe_failing_sweeps(S1Store), probe_failing_sweeps(FixedS1Store)
     assert s1_result.verdict == "fail" and "3600 log lines" in s1_result.message
-    assert reference.verdict == "pass"
+    assert fixed.verdict == "pass" and fixed.log_lines is not None
+    assert 0 < fixed.log_lines <= MAX_LOG_LINES_PER_HOUR
 
 
-def test_probes_without_seams_answer_unknown() -> None:
-    assert probe_failing_sweeps(S2Store).verdict == "unknown"
+def test_S1_worker_sleeps_on_the_store_clock(clock: VirtualClock) -> None:
+    """The adapter routes S1's `time.sleep` through the store's clock: its worker sweeps
+    when the interval has passed on the clock, and release() ends the thread."""
+    store = S1Store(Policy(ttl=1.0), clock)
+    store.start("a")
+    store.transition("a", Status.FAILED)
+    before = set(threading.enumerate())
+    store.start_cleanup_worker(10.0)
+    mine = [t for t in threading.enumerate() if t not in before]
+    assert len(mine) == 1 == store.cleanup_workers_alive() and clock.settle(mine)
+    clock.advance(9.0)
+    assert clock.settle(mine) and len(store) == 1
+    clock.advance(1.0)
+    assert clock.settle(mine) and len(store) == 0
+    store.release()
+    assert not any(t.is_alive() for t in mine)
+
+
+def test_probes_of_a_store_without_a_worker_answer_unknown() -> None:
+    """S2 has no worker: nothing to fail for an hour, nothing to race (never "pass" for
+    a sweep nobody ran)."""
+    result = probe_failing_sweeps(S2Store)
+    assert result.verdict == "unknown" and "no worker thread" in result.message
+    assert probe_start_race(S2Store).verdict != "fail"
