@@ -163,21 +163,25 @@ def test_no_overlap_is_unknown_not_pass() -> None:
 
 def test_racy_store_is_caught_with_the_two_starts_named() -> None:
     """The racy store is right when called one at a time; only concurrency shows it, and
-    the report is the two overlapping starts of one id that both succeeded."""
+    the conflict names two overlapping starts of one id that both succeeded. (Usually
+    alone; with the calls of that id that make the failure definite where an
+    overlapping cancel could explain a second start.)"""
     verdict, history = stress(RacyStore)
     assert verdict.verdict == "fail" and history and verdict.note.startswith("race:")
-    first, second = verdict.minimal
-    assert first.op == second.op == "start" and first.args == second.args
-    assert first.thread != second.thread
-    assert isinstance(first.result, Run) and isinstance(second.result, Run)
-    assert first.invoked < second.returned and second.invoked < first.returned
-    assert verdict.culprit in (first, second) and len(verdict.conflict) == 2
+    starts = [c for c in verdict.minimal if c.op == "start" and isinstance(c.result, Run)]
+    assert len({c.args[0] for c in verdict.minimal}) == 1  # one run id, nothing else
+    assert any(a.thread != b.thread and a.invoked < b.returned and b.invoked < a.returned
+               for a in starts for b in starts)
+    assert verdict.culprit in verdict.minimal
+    assert len(verdict.conflict) == len(verdict.minimal)
 
 
 def test_sequential_defect_is_not_reported_as_a_race() -> None:
     """EvictsActiveStore is wrong one call at a time: the replay says so, and no race is
-    blamed."""
-    verdict, history = stress(EvictsActiveStore)
+    blamed. Its defect needs a cap reached with an active run oldest: about one history
+    in thirty (measured: 5 to 105 over 25 seeds), so up to 400 are recorded; it stops at
+    the first failure."""
+    verdict, history = stress(EvictsActiveStore, histories=400)
     assert verdict.verdict == "fail" and history
     assert verdict.note.startswith("sequential: ") and "model " in verdict.note
     assert not verdict.conflict and verdict.culprit is None
