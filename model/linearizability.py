@@ -15,9 +15,10 @@ What a verdict means:
 - "pass": every history had an order. `stress` says "pass" only if the racy window was
   exercised: in some history two calls of different threads overlapped in time;
   otherwise "unknown". A search over its budget is "unknown" too, never "pass".
-- "fail", sequential: replayed one call at a time on a fresh store, in invocation order,
-  a history already disagrees with the model. That is a plain defect, not a race, and
-  the note says so ("sequential: <call>: model X, store Y").
+- "fail", sequential: replayed one call at a time on a fresh store, in invocation order
+  or in return order (about the order a store that locks each whole call ran them in),
+  a failing history already disagrees with the model. That is a plain defect, not a
+  race, and the note says so ("sequential: <call>: model X, store Y").
 - "fail", a race: the history is shrunk to a 1-minimal sub-history that still cannot be
   ordered (`shrink`), reported in `conflict`. Its culprit is the call whose *return*
   first makes the history unorderable: the shortest failing prefix of the history's

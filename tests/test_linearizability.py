@@ -161,7 +161,7 @@ def test_no_overlap_is_unknown_not_pass() -> None:
     assert verdict.verdict == "unknown" and "never exercised" in verdict.note
 
 
-def test_racy_store_is_caught_with_the_two_starts_named() -> None:
+def test_racy_store_is_not_linearizable() -> None:
     """The racy store is right when called one at a time; only concurrency shows it, and
     the conflict names two overlapping starts of one id that both succeeded. (Usually
     alone; with the calls of that id that make the failure definite where an
