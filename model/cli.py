@@ -37,6 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     conform.add_argument("--examples", type=int, help="examples per invariant")
     conform.add_argument("--invariant", action="append", default=[],
                          help="only this invariant (repeatable)")
+    conform.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                         help="invariants checked at once, in processes (default: CPUs)")
+    conform.add_argument("--fail-fast", action="store_true",
+                         help="stop at the first invariant broken")
+    conform.add_argument("--allow-unknown", action="store_true",
+                         help="exit 0 even if some checks could not decide (unknown)")
 
     replay = sub.add_parser("replay", help="re-run a counterexample trace against a store")
     replay.add_argument("trace", type=Path)
@@ -85,36 +91,64 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _conform(args: argparse.Namespace) -> int:
     from model.conformance import (
+        BadFactorySpec,
+        FactoryFailed,
         capabilities_of,
-        conform_settings,
+        conform,
         load_factory,
-        skipped_checks,
         write_counterexamples,
     )
     from model.invariants import INVARIANTS
-    from model.verify import StoreReport, check_invariant, console, render
+    from model.verify import Check, console, render
 
-    factory = load_factory(args.factory)
-    caps = capabilities_of(factory)
+    unknown_ids = [i for i in args.invariant if i not in INVARIANTS]
+    if unknown_ids:
+        print(f"runbound conform: no such invariant: {', '.join(unknown_ids)} (one of "
+              f"{', '.join(INVARIANTS)})", file=sys.stderr)
+        return 2
+    try:
+        factory = load_factory(args.factory)
+        caps = capabilities_of(factory)
+    except BadFactorySpec as error:
+        print(f"runbound conform: {error}", file=sys.stderr)
+        return 2
+    except FactoryFailed as error:
+        print(f"runbound conform: {args.factory}: {error}", file=sys.stderr)
+        return 2
     out = console()
     out.print(f"conformance of [bold]{args.factory}[/]: {caps}")
-    skipped = caps.skipped()
-    report = StoreReport(args.factory.rsplit(":", 1)[-1])
-    for iid in args.invariant or list(INVARIANTS):
-        if iid in skipped:
-            continue
-        check = check_invariant(factory, iid, conform_settings(args.examples), caps)
-        out.print(f"  {iid}: {check.verdict} ({check.seconds:.1f}s)", highlight=False)
-        report.checks.append(check)
-    report.checks += [c for c in skipped_checks(caps)
-                      if not args.invariant or c.invariant in args.invariant]
+
+    def landed(check: Check) -> None:
+        line = f"  {check.invariant}: {check.verdict} ({check.seconds:.1f}s)"
+        if check.verdict == "fail":
+            line += f": {check.differed}"
+        elif check.verdict == "unknown":
+            line += f": {check.note}"
+        out.print(line, highlight=False, markup=False)
+
+    try:
+        report = conform(factory, capabilities=caps, invariants=args.invariant or None,
+                         examples=args.examples, jobs=args.jobs, fail_fast=args.fail_fast,
+                         name=args.factory.rsplit(":", 1)[-1], progress=landed)
+    except FactoryFailed as error:
+        print(f"runbound conform: {args.factory}: {error}", file=sys.stderr)
+        return 2
     render([report], out)
-    written = write_counterexamples(report, args.factory, args.out)
-    for path in written:
+    for path in write_counterexamples(report, args.factory, args.out):
         out.print(f"wrote {path}")
+    verdicts = [c.verdict for c in report.checks]
+    unknown = report.unknown
+    out.print(f"{verdicts.count('pass')} pass, {verdicts.count('fail')} fail, "
+              f"{len(unknown)} unknown, {verdicts.count('skipped')} skipped (declared)"
+              + "".join(f"\n  unknown {c.invariant}: {c.note}" for c in unknown),
+              highlight=False, markup=False)
     if report.failed:
         out.print(f"[red bold]{len(report.failed)} invariant(s) broken:[/] "
-                  f"{', '.join(sorted(report.failed, key=lambda i: int(i[1:])))}")
+                  f"{', '.join(i for i in INVARIANTS if i in report.failed)}")
+        return 1
+    if unknown and not args.allow_unknown:
+        out.print("[yellow bold]not shown to conform:[/] some checks could not decide "
+                  "(--allow-unknown to accept that)")
         return 1
     out.print("[green]conforms[/] on every invariant checked")
     return 0
@@ -219,6 +253,17 @@ def _verify(args: argparse.Namespace) -> int:
     entries = [*STORES, *(BROKEN if args.broken else ())]
     if args.store:
         entries = [e for e in entries if any(s in e.name for s in args.store)]
+        if not entries:
+            print(f"runbound verify: no store matches {', '.join(args.store)}; stores: "
+                  f"{', '.join(e.name for e in (*STORES, *BROKEN))}", file=sys.stderr)
+            return 2
+    from model.invariants import INVARIANTS
+
+    unknown_ids = [i for i in args.invariant if i not in INVARIANTS]
+    if unknown_ids:
+        print(f"runbound verify: no such invariant: {', '.join(unknown_ids)}",
+              file=sys.stderr)
+        return 2
     # Derandomized: the same code gives the same table, so verdicts can be compared run
     # to run (`runbound seeds --check`); --random explores afresh each time.
     overrides: dict[str, object] = {"database": None, "derandomize": not args.random}

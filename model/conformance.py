@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import importlib
 import json
+import multiprocessing
 import os
+import pickle
 import re
 import sys
 import unittest
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
+from model.clock import VirtualClock
 from model.invariants import INVARIANTS
-from model.protocol import StoreFactory
+from model.policy import Policy
+from model.protocol import RunStore, StoreFactory
 from model.stateful import VERIFY_EXAMPLES, machine_for, machine_settings, profile_name
-from model.verify import Check, StoreReport
+from model.verify import Check, StoreReport, check_invariant
 
 
 @dataclass(frozen=True)
@@ -62,14 +68,30 @@ class Capabilities:
         return out
 
 
+class FactoryFailed(Exception):
+    """The factory could not build a store: nothing can be checked (exit 2, not a pass)."""
+
+
+def build(factory: StoreFactory) -> RunStore:
+    """One store from `factory`, or FactoryFailed saying why not."""
+    try:
+        store = factory(Policy(), VirtualClock())
+    except Exception as error:
+        raise FactoryFailed(f"the factory raised {type(error).__name__}: {error}") from error
+    missing = [m for m in ("start", "transition", "get", "list_runs", "prune", "snapshot",
+                           "close") if not callable(getattr(store, m, None))]
+    if missing:
+        raise FactoryFailed(f"the factory returned {type(store).__name__}, not a store "
+                            f"(no {', '.join(missing)})")
+    return store
+
+
 def capabilities_of(factory: StoreFactory) -> Capabilities:
+    """What the factory's stores declare (FactoryFailed if it cannot build one)."""
     declared = getattr(factory, "capabilities", None)
     thread_safe = getattr(factory, "thread_safe", None)
     if declared is None:
-        from model.clock import VirtualClock
-        from model.policy import Policy
-
-        store = factory(Policy(), VirtualClock())
+        store = build(factory)
         declared = getattr(store, "capabilities", None)
         thread_safe = getattr(store, "thread_safe", thread_safe)
         store.close()
@@ -78,17 +100,93 @@ def capabilities_of(factory: StoreFactory) -> Capabilities:
     return Capabilities(thread_safe=bool(thread_safe))  # a bare `thread_safe = True` counts
 
 
+class BadFactorySpec(ValueError):
+    """`package.module:factory` that names nothing: a usage error."""
+
+
 def load_factory(spec: str) -> StoreFactory:
-    """`package.module:attribute` -> the factory it names."""
+    """`package.module:attribute` -> the factory it names (BadFactorySpec if none)."""
     module, _, attr = spec.partition(":")
     if not module or not attr:
-        raise ValueError(f"expected package.module:factory, got {spec!r}")
+        raise BadFactorySpec(f"expected package.module:factory, got {spec!r}")
     if os.getcwd() not in sys.path:  # the author's own package, run from its checkout
         sys.path.insert(0, os.getcwd())
-    target: Any = importlib.import_module(module)
+    try:
+        target: Any = importlib.import_module(module)
+    except ImportError as error:
+        raise BadFactorySpec(f"cannot import {module!r}: {error}") from None
     for part in attr.split("."):
+        if not hasattr(target, part):
+            raise BadFactorySpec(f"{module!r} has no attribute {attr!r}")
         target = getattr(target, part)
+    if not callable(target):
+        raise BadFactorySpec(f"{spec!r} is not callable")
     return cast(StoreFactory, target)
+
+
+#: the order `conform` checks invariants in: the broad lockstep checks first (most
+#: defects show as a wrong result or a wrong retained set within a few calls), the
+#: probes and the concurrent check, which take longest, last
+FAIL_FAST_ORDER = ("I13", "I14", "I10", "I4", "I3", "I1", "I2", "I5", "I6", "I7", "I8",
+                   "I9", "I12", "I15", "E1", "E2", "I16", "I11", "I17", "I18", "I19")
+assert set(FAIL_FAST_ORDER) == set(INVARIANTS)
+
+
+def conform(factory: StoreFactory, *, capabilities: Capabilities | None = None,
+            invariants: Iterable[str] | None = None, examples: int | None = None,
+            jobs: int = 1, fail_fast: bool = False, name: str = "store",
+            progress: Callable[[Check], None] | None = None) -> StoreReport:
+    """Hold the stores `factory` builds to the model: every invariant the capabilities
+    leave in, `jobs` at a time in separate processes, in `FAIL_FAST_ORDER`; each verdict
+    goes to `progress` as it lands. `fail_fast`: stop at the first failure (checks not
+    run are left out of the report). FactoryFailed if the factory cannot build a store."""
+    caps = capabilities or capabilities_of(factory)
+    build(factory).close()  # a factory that raises is an error, not a store to check
+    wanted = set(INVARIANTS if invariants is None else invariants)
+    skipped = caps.skipped()
+    todo = [i for i in FAIL_FAST_ORDER if i in wanted and i not in skipped]
+    settings = conform_settings(examples)
+    report = StoreReport(name)
+
+    def land(check: Check) -> bool:
+        report.checks.append(check)
+        if progress is not None:
+            progress(check)
+        return fail_fast and check.verdict == "fail"
+
+    if jobs > 1 and len(todo) > 1 and _picklable(factory, caps):
+        pool = ProcessPoolExecutor(max_workers=jobs,
+                                   mp_context=multiprocessing.get_context("spawn"))
+        pending: set[Future[Check]] = {pool.submit(check_invariant, factory, i, settings,
+                                                   caps) for i in todo}
+        try:
+            stop = False
+            while pending and not stop:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    stop = land(future.result()) or stop
+        finally:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+    else:
+        for iid in todo:
+            if land(check_invariant(factory, iid, settings, caps)):
+                break
+    report.checks += [c for c in skipped_checks(caps) if c.invariant in wanted]
+    order = list(INVARIANTS)
+    report.checks.sort(key=lambda c: order.index(c.invariant))
+    return report
+
+
+def _picklable(*values: object) -> bool:
+    """Whether the checks can go to other processes (a lambda or a local factory cannot:
+    they then run in this one)."""
+    try:
+        pickle.dumps(values)
+    except Exception:
+        return False
+    return True
 
 
 def conformance_test_case(factory: StoreFactory,
@@ -127,7 +225,9 @@ def write_counterexamples(report: StoreReport, spec: str, out: Path) -> list[Pat
     for check in report.checks:
         if check.verdict != "fail" or not check.counterexample_program:
             continue
-        stem = f"{re.sub(r'[^A-Za-z0-9]+', '_', report.name)}_{check.invariant}"
+        # named after the store's module and factory: two factories called `factory`
+        # in different modules do not overwrite each other's files
+        stem = f"{re.sub(r'[^A-Za-z0-9]+', '_', spec).strip('_')}_{check.invariant}"
         trace = out / f"{stem}.json"
         trace.write_text(json.dumps({"factory": spec, "invariant": check.invariant,
                                      "message": check.note,
@@ -164,7 +264,7 @@ def test_{stem}() -> None:
 
 
 def skipped_checks(caps: Capabilities) -> list[Check]:
-    return [Check(i, "unknown", 0, 0.0, note=f"not checked: the store {why}")
+    return [Check(i, "skipped", 0, 0.0, note=f"not checked: the store {why}")
             for i, why in caps.skipped().items()]
 
 

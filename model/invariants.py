@@ -47,6 +47,11 @@ INVARIANTS: dict[str, Invariant] = {i.id: i for i in (
     Invariant("I17", "a restart keeps every run"),
     Invariant("I18", "a sweep failing for an hour logs a bounded number of lines"),
     Invariant("I19", "concurrent calls are linearizable against the model"),
+    # eventual properties, bounded: with time explicit, "eventually" has a deadline
+    Invariant("E1", "with the worker running, a terminal run is gone within its TTL plus "
+                    "one interval"),
+    Invariant("E2", "with the worker running, a stale active run is reaped within one "
+                    "interval"),
 )}
 
 
@@ -57,9 +62,10 @@ class InvariantViolation(AssertionError):
     invariant: str = "?"
 
     def __init__(self, message: str, trace: tuple[str, ...] = (),
-                 program: tuple[dict[str, object], ...] = ()) -> None:
-        self.trace = trace      # the calls, as text
-        self.program = program  # the same calls as data, for `model.replay`
+                 program: tuple[dict[str, object], ...] = (), differed: str = "") -> None:
+        self.trace = trace        # the calls, as text
+        self.program = program    # the same calls as data, for `model.replay`
+        self.differed = differed  # what was seen: the model's result against the store's
         super().__init__(message)
 
 
@@ -158,6 +164,27 @@ def lease_violations(runs: Iterable[Run], policy: Policy, now: float) -> list[Vi
     return [("I15", f"active run {r.run_id!r} not updated for {now - r.updated_at:g}s "
                     f"survived a sweep; stale_after is {policy.stale_after}")
             for r in runs if stale(r, policy, now)]
+
+
+def overdue_violations(runs: Iterable[Run], policy: Policy, since: float, interval: float,
+                       now: float) -> list[Violation]:
+    """E1 and E2, over what a store retains at effective time `now`, its worker running
+    every `interval` since `since`: what that worker should have removed or reaped."""
+    out: list[Violation] = []
+    for run in runs:
+        if run.terminated_at is not None and policy.ttl is not None:
+            deadline = max(run.terminated_at + policy.ttl, since) + interval
+            if now > deadline:
+                out.append(("E1", f"run {run.run_id!r} expired at "
+                                  f"{run.terminated_at + policy.ttl:g}, still retained at "
+                                  f"{now:g} (worker every {interval:g}s)"))
+        elif run.active and policy.stale_after is not None:
+            deadline = max(run.updated_at + policy.stale_after, since) + interval
+            if now > deadline:
+                out.append(("E2", f"run {run.run_id!r} stale since "
+                                  f"{run.updated_at + policy.stale_after:g}, still "
+                                  f"{run.status} at {now:g} (worker every {interval:g}s)"))
+    return out
 
 
 def restart_violations(before: Observation, after: Observation) -> list[Violation]:

@@ -81,8 +81,8 @@ def _check_number(name: str, value: object, *, integral: bool) -> None:
     assert isinstance(value, int | float)
     # an int too large for a float (10**400) is no more finite to a store than inf is
     finite = (value <= MAX_INT if integral
-              else isinstance(value, float) and math.isfinite(value) or
-              isinstance(value, int) and value <= sys.float_info.max)
+              else (isinstance(value, float) and math.isfinite(value)) or
+              (isinstance(value, int) and value <= sys.float_info.max))
     if not finite or value < 0:
         limit = "<= 2**63-1" if integral else "finite"
         shown = repr(value) if len(repr(value)) <= 40 else f"<{type(value).__name__} too large>"

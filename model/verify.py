@@ -1,11 +1,15 @@
 """`runbound verify`: hold stores to the model and tabulate the verdicts.
 
 Each (store, invariant) pair is its own stateful run that raises on that invariant only,
-so a common violation cannot mask a rarer one and each gets its own shrunk
-counterexample. A verdict is "pass" (the budget ran out with no violation), "fail"
-(with the shrunk program, its length, and the seconds until the first violation was
-seen, before shrinking; shrinking stops after `SHRINK_SECONDS`, and the program is then
-the shortest found so far), or "unknown" (the check itself could not run to an answer).
+so a common violation cannot mask a rarer one and each gets its own counterexample. A
+verdict is:
+- "pass": the budget ran out with no violation;
+- "fail": with the program, made 1-minimal by replay (`model.minimize`), its length, the
+  seconds until the first violation was seen, and what differed;
+- "unknown": the check could not run to an answer (a store it could not build or drive,
+  a race window never exercised, a search budget spent). Never a pass: it fails a run
+  unless the user tolerates it;
+- "skipped": left out because the store declares it lacks what the check needs.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hypothesis import Verbosity
+from hypothesis import Phase, Verbosity
 from hypothesis import errors as hypothesis_errors
 from hypothesis import settings as Settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -31,11 +35,12 @@ from rich.table import Table
 from model import linearizability, probes
 from model.clock import VirtualClock
 from model.invariants import INVARIANTS, InvariantViolation
+from model.minimize import minimize
 from model.policy import Policy
 from model.protocol import StoreFactory
-from model.stateful import SHRINK_SECONDS, machine_for, machine_settings, profile_name
+from model.stateful import MINIMIZE_REPLAYS, machine_for, machine_settings, profile_name
 
-Verdict = Literal["pass", "fail", "unknown"]
+Verdict = Literal["pass", "fail", "unknown", "skipped"]
 
 
 @dataclass
@@ -50,6 +55,11 @@ class Check:
     note: str = ""
     #: the counterexample as data, for `model.replay.replay` (stateful checks only)
     counterexample_program: list[dict[str, Any]] | None = None
+    #: what was seen: the model's result against the store's, or the broken bound
+    differed: str = ""
+    #: the program is 1-minimal (every single step was tried away); False: the
+    #: minimizer's budget ran out first
+    minimal: bool = False
 
 
 @dataclass
@@ -68,10 +78,18 @@ class StoreReport:
         return {c.invariant for c in self.checks if c.verdict == "fail"}
 
     @property
+    def unknown(self) -> list[Check]:
+        return [c for c in self.checks if c.verdict == "unknown"]
+
+    @property
     def as_expected(self) -> bool:
         """Among the invariants checked: an exact store fails exactly its expected ones;
-        any other fails at least those (and may fail more: the checker reports them)."""
+        any other fails at least those (and may fail more: the checker reports them).
+        An unknown verdict where a failure is not expected is not as expected."""
         checked = {c.invariant for c in self.checks}
+        undecided = {c.invariant for c in self.unknown} - self.expected
+        if undecided:
+            return False
         if self.exact:
             return self.failed == self.expected & checked
         return (self.expected & checked) <= self.failed
@@ -81,18 +99,10 @@ def console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160)
 
 
-def _bound_shrinking() -> None:
-    # Hypothesis has no setting for this; its engine reads this module constant per run.
-    from hypothesis.internal.conjecture import engine
-
-    engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS[profile_name()]
-
-
 def check_invariant(factory: StoreFactory, invariant: str, settings: Settings,
                     capabilities: Any = None) -> Check:
     """One verdict. I18 is a probe; I11 is the stateful run, then the start-race probe;
     I17 is the stateful run with `restart` among its rules; the rest, the stateful run."""
-    _bound_shrinking()
     if invariant == "I19":
         return _linearizable(factory, capabilities)
     if invariant == "I18":
@@ -116,7 +126,7 @@ def _linearizable(factory: StoreFactory, capabilities: Any) -> Check:
         declared = bool(getattr(store, "thread_safe", False))
         store.close()
     if not declared:
-        return Check("I19", "unknown", 0, 0.0, note="not checked: the store does not "
+        return Check("I19", "skipped", 0, 0.0, note="not checked: the store does not "
                                                     "declare itself thread-safe")
     began = time.perf_counter()
     verdict, history = linearizability.stress(factory)
@@ -147,34 +157,35 @@ def _stateful(factory: StoreFactory, invariant: str, settings: Settings,
     durable = bool(getattr(capabilities, "durable", False))
     machine = machine_for(factory, enforce={invariant}, capabilities=capabilities,
                           restarts=invariant == "I17" or durable)
-    calls = 0
-    original = machine._do
-
-    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return original(self, *args, **kwargs)
-
-    machine._do = counted  # type: ignore[method-assign]
     began = time.perf_counter()
     try:
-        # one invariant, possibly raised at several places (a step, the teardown): one bug
-        # quiet: verify renders its own report (and Hypothesis would call the shrink cap
-        # "five minutes")
+        # generation only: Hypothesis's shrinker is bounded by wall-clock seconds, ours
+        # (model.minimize) by replays, so the same failure gives the same program on a
+        # loaded machine. Quiet: verify renders its own report.
         run_state_machine_as_test(machine, settings=Settings(
-            settings, report_multiple_bugs=False, verbosity=Verbosity.quiet))
+            settings, report_multiple_bugs=False, verbosity=Verbosity.quiet,
+            phases=[p for p in settings.phases if p is not Phase.shrink]))
     except InvariantViolation as violation:
         found = machine.first_seen.get(invariant, time.perf_counter())
-        trace = list(violation.trace)
-        return Check(invariant, "fail", max(len(trace) - 1, 0), round(found - began, 3),
-                     trace, str(violation).splitlines()[0], list(violation.program))
+        seconds = round(found - began, 3)
+        small = minimize(factory, list(violation.program), invariant, capabilities,
+                         budget=MINIMIZE_REPLAYS[profile_name()])
+        if small is None:
+            return Check(invariant, "unknown", machine.calls[0], seconds,
+                         note="failed once, then passed on replay (threads? a store that "
+                              "depends on something outside the program)")
+        v = small.violation
+        return Check(invariant, "fail", max(len(v.trace) - 1, 0), seconds, list(v.trace),
+                     str(v).splitlines()[0], list(v.program), v.differed, small.minimal)
     except hypothesis_errors.Flaky as flaky:
-        return Check(invariant, "unknown", calls, round(time.perf_counter() - began, 3),
+        return Check(invariant, "unknown", machine.calls[0],
+                     round(time.perf_counter() - began, 3),
                      note=f"not reproducible (threads?): {str(flaky).splitlines()[0]}")
     except Exception as error:  # the check could not run: say so, never call it a pass
-        return Check(invariant, "unknown", calls, round(time.perf_counter() - began, 3),
+        return Check(invariant, "unknown", machine.calls[0],
+                     round(time.perf_counter() - began, 3),
                      note=f"{type(error).__name__}: {error}"[:300])
-    return Check(invariant, "pass", calls, round(time.perf_counter() - began, 3))
+    return Check(invariant, "pass", machine.calls[0], round(time.perf_counter() - began, 3))
 
 
 def check_store(name: str, factory: StoreFactory, *, expected: Iterable[str] = (),
@@ -248,6 +259,8 @@ def render(reports: Sequence[StoreReport], out: Console | None = None) -> None:
                 row.append("[green]pass[/]")
             elif check.verdict == "fail":
                 row.append(f"[red]FAIL[/] {check.steps} calls, {check.seconds:.2f}s")
+            elif check.verdict == "skipped":
+                row.append("[dim]skipped[/]")
             else:
                 row.append("[yellow]unknown[/]")
         table.add_row(*row)
@@ -257,9 +270,11 @@ def render(reports: Sequence[StoreReport], out: Console | None = None) -> None:
     for report in reports:
         for check in report.checks:
             if check.verdict == "fail" and check.counterexample:
-                out.print(f"\n[bold]{report.name}[/] breaks [red]{check.invariant}[/] "
-                              f"({INVARIANTS[check.invariant].title}); shortest program "
-                              f"found, {check.steps} calls:")
+                exact = "1-minimal" if check.minimal else "minimizer budget spent"
+                out.print(f"\n[bold]{escape(report.name)}[/] breaks "
+                          f"[red]{check.invariant}[/] ({INVARIANTS[check.invariant].title})"
+                          f": {escape(check.differed)}\n  program, {check.steps} calls "
+                          f"({exact}):")
                 for line in check.counterexample:
                     out.print(f"    {line}", markup=False, highlight=False)
             elif check.verdict == "unknown":

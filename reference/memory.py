@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from types import TracebackType
+from typing import Any, cast
 
 from sortedcontainers import SortedDict, SortedList
 
@@ -31,6 +32,7 @@ from model import spec
 from model.clock import Clock
 from model.errors import (
     AdmissionRefused,
+    ClockError,
     NotActive,
     RunAlreadyActive,
     RunboundError,
@@ -41,6 +43,13 @@ from model.lifecycle import Status, as_status, check_transition
 from model.policy import Policy
 from model.records import Page, Run, SweepResult
 from reference.worker import CleanupWorker, WorkerMixin
+
+#: a call's argument checks, run after the open check (the spec's order of checks)
+Arguments = Callable[[], tuple[Any, ...]]
+
+
+def _no_arguments() -> tuple[Any, ...]:
+    return ()
 
 
 class MemoryRunStore(WorkerMixin):
@@ -64,8 +73,7 @@ class MemoryRunStore(WorkerMixin):
     # --- the operations ------------------------------------------------------------------
 
     def start(self, run_id: str) -> Run:
-        rid = spec.check_run_id(run_id)
-        with self._mutation() as now:
+        with self._mutation(lambda: (spec.check_run_id(run_id),)) as (now, (rid,)):
             old = self._by_id.get(rid)
             if old is not None and old.active:
                 raise RunAlreadyActive(rid, old.status, "S1: a run with this id is already active")
@@ -82,9 +90,8 @@ class MemoryRunStore(WorkerMixin):
             return run
 
     def transition(self, run_id: str, status: Status | str) -> Run:
-        rid = spec.check_run_id(run_id)
-        target = as_status(rid, status)
-        with self._mutation() as now:
+        with self._mutation(lambda: (spec.check_run_id(run_id), as_status(run_id, status))
+                            ) as (now, (rid, target)):
             old = self._visible(rid, now)
             check_transition(rid, old.status, target)
             new = replace(old, status=target, updated_at=now,
@@ -96,8 +103,7 @@ class MemoryRunStore(WorkerMixin):
             return new
 
     def heartbeat(self, run_id: str) -> Run:
-        rid = spec.check_run_id(run_id)
-        with self._mutation() as now:
+        with self._mutation(lambda: (spec.check_run_id(run_id),)) as (now, (rid,)):
             old = self._active_run(rid, now, "heartbeat")
             new = replace(old, updated_at=now)
             self._remove(old)
@@ -105,27 +111,27 @@ class MemoryRunStore(WorkerMixin):
             return new
 
     def append_event(self, run_id: str, payload: str) -> int:
-        rid = spec.check_run_id(run_id)
-        text = spec.check_payload(rid, payload)
-        with self._mutation() as now:
+        with self._mutation(lambda: (spec.check_run_id(run_id),
+                                     spec.check_payload(run_id, payload))
+                            ) as (now, (rid, text)):
             old = self._active_run(rid, now, "append_event")
             self._remove(old)
             self._add(replace(spec.buffer_event(old, text, self.policy), updated_at=now))
             return old.dropped_events + len(old.events) + 1
 
     def get(self, run_id: str) -> Run:
-        rid = spec.check_run_id(run_id)
-        with self._reading() as now:
+        with self._reading(lambda: (spec.check_run_id(run_id),)) as (now, (rid,)):
             return self._visible(rid, now)
 
     def list_runs(self, limit: int, status: Status | str | None = None,
                   cursor: str | None = None) -> Page:
-        spec.check_limit(limit)
-        wanted = None if status is None else as_status("*", status)
-        below = spec.parse_cursor(cursor)
-        top = None if below is None else below - 1
-        with self._reading() as now:
-            seqs = self._by_seq if wanted is None else self._seqs_by_status[wanted]
+        def checked() -> tuple[object, ...]:
+            return (spec.check_limit(limit), None if status is None else as_status("*", status),
+                    spec.parse_cursor(cursor))
+
+        with self._reading(checked) as (now, (_, wanted, below)):
+            top = None if below is None else cast(int, below) - 1
+            seqs = self._by_seq if wanted is None else self._seqs_by_status[cast(Status, wanted)]
             found: list[Run] = []
             for seq in seqs.irange(maximum=top, reverse=True):
                 run = self._by_seq[seq]
@@ -137,23 +143,25 @@ class MemoryRunStore(WorkerMixin):
             return Page(tuple(found), None)
 
     def prune(self) -> SweepResult:
-        with self._mutation(sweep=False) as now:
+        with self._mutation(_no_arguments, sweep=False) as (now, _):
             return self._sweep(now)
 
     def __len__(self) -> int:
         with self._lock:
+            self._check_open()
             return len(self._by_id)
 
     def snapshot(self) -> tuple[Run, ...]:
         with self._lock:
+            self._check_open()
             return tuple(self._by_seq.values())
 
     # --- the worker and the store's life -----------------------------------------------
 
     def start_cleanup_worker(self, interval: float) -> bool:
-        interval = spec.check_interval(interval)
         with self._lock:
             self._check_open()
+            interval = spec.check_interval(interval)
             # the worker's own lock makes check-and-start atomic; taking ours too orders it
             # against close(), so no worker can start on a closed store
             return self._worker.start(interval)
@@ -176,30 +184,39 @@ class MemoryRunStore(WorkerMixin):
         if self._closed:
             raise StoreClosed("*", "closed", "L1: the store is closed")
 
-    def _now(self) -> float:
+    def _now(self, checked: tuple[Any, ...] = ()) -> float:
+        """C1: one reading; NaN or an infinity is refused; the mark only goes up."""
         now = self._clock()
+        if not math.isfinite(now):
+            who = checked[0] if checked and isinstance(checked[0], str) else "*"
+            raise ClockError(who, "n/a", f"C1: the clock read {now!r}; a reading must be "
+                                         "a finite number")
         if now > self._high:
             self._high = now
         return self._high
 
     @contextmanager
-    def _reading(self) -> Iterator[float]:
+    def _reading(self, arguments: Arguments) -> Iterator[tuple[float, tuple[Any, ...]]]:
+        """Lock, then the spec's order of checks: open, arguments, the clock."""
         with self._lock:
             self._check_open()
-            yield self._now()
+            checked = arguments()
+            yield self._now(checked), checked
 
     @contextmanager
-    def _mutation(self, *, sweep: bool = True) -> Iterator[float]:
-        """Lock, fix `now`, sweep if the policy is lazy, and undo everything if the call
-        is refused."""
+    def _mutation(self, arguments: Arguments, *, sweep: bool = True
+                  ) -> Iterator[tuple[float, tuple[Any, ...]]]:
+        """`_reading`, then the lazy sweep if the policy is lazy; undo every change to the
+        runs if the call is refused (the raised mark stays, as the spec says)."""
         with self._lock:
             self._check_open()
-            now = self._now()
+            checked = arguments()
+            now = self._now(checked)
             self._journal = []
             try:
                 if sweep and self.policy.lazy:
                     self._sweep(now)
-                yield now
+                yield now, checked
             except RunboundError:
                 for added, run in reversed(self._journal):
                     (self._unindex if added else self._index)(run)
