@@ -33,10 +33,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from model import linearizability, probes
-from model.clock import VirtualClock
+from model.capabilities import Capabilities, capabilities_of
 from model.invariants import INVARIANTS, InvariantViolation
 from model.minimize import minimize
-from model.policy import Policy
 from model.protocol import StoreFactory
 from model.stateful import MINIMIZE_REPLAYS, machine_for, machine_settings, profile_name
 
@@ -101,45 +100,49 @@ def console() -> Console:
 
 def check_invariant(factory: StoreFactory, invariant: str, settings: Settings,
                     capabilities: Any = None) -> Check:
-    """One verdict. I18 is a probe; I11 is the stateful run, then the start-race probe;
-    I17 is the stateful run with `restart` among its rules; the rest, the stateful run."""
+    """One verdict. I18 is a probe; I11 is the stateful run, then the start-race probe
+    (a pass needs both: a race never exercised leaves it unknown); I17 is the stateful
+    run with `restart` among its rules; the rest, the stateful run. A check the store's
+    declared capabilities leave out is "skipped"."""
+    caps = capabilities if capabilities is not None else capabilities_of(factory)
+    why = caps.skipped().get(invariant)
+    if why is not None:
+        return Check(invariant, "skipped", 0, 0.0, note=f"not checked: the store {why}")
     if invariant == "I19":
-        return _linearizable(factory, capabilities)
+        return _linearizable(factory, caps)
     if invariant == "I18":
         return _from_probe(invariant, lambda: probes.probe_failing_sweeps(factory))
-    check = _stateful(factory, invariant, settings, capabilities)
+    check = _stateful(factory, invariant, settings, caps)
     if invariant == "I11" and check.verdict == "pass":
         race = _from_probe(invariant, lambda: probes.probe_start_race(factory))
-        if race.verdict == "fail":
+        if race.verdict != "pass":
+            race.seconds = round(race.seconds + check.seconds, 3)
             return race
         check.note = race.note
     return check
 
 
-def _linearizable(factory: StoreFactory, capabilities: Any) -> Check:
+def _linearizable(factory: StoreFactory, capabilities: Capabilities) -> Check:
     """I19: threads call the store at once; each history must be linearizable."""
-    declared = getattr(capabilities, "thread_safe", None)
-    if declared is None:
-        declared = getattr(factory, "thread_safe", None)
-    if declared is None:  # a plain factory function: ask a store it builds
-        store = factory(Policy(), VirtualClock())
-        declared = bool(getattr(store, "thread_safe", False))
-        store.close()
-    if not declared:
-        return Check("I19", "skipped", 0, 0.0, note="not checked: the store does not "
-                                                    "declare itself thread-safe")
     began = time.perf_counter()
     verdict, history = linearizability.stress(factory)
     seconds = round(time.perf_counter() - began, 3)
     if verdict.verdict == "pass":
-        return Check("I19", "pass", verdict.explored, seconds)
+        return Check("I19", "pass", verdict.explored, seconds,
+                     note=f"{verdict.overlapped} of {verdict.histories} histories had "
+                          "overlapping calls")
     if verdict.verdict == "unknown":
         return Check("I19", "unknown", verdict.explored, seconds, note=verdict.note)
+    if verdict.conflict:  # a race, shrunk to the calls that cannot be ordered
+        return Check("I19", "fail", len(verdict.conflict), seconds,
+                     [verdict.note, "# the calls that cannot be ordered, by invocation:",
+                      *verdict.conflict], f"I19: {verdict.note}", differed=verdict.note,
+                     minimal=True)
     shown = history[:20] + ([f"# ... {len(history) - 20} more calls"]
                             if len(history) > 20 else [])
     return Check("I19", "fail", len(history), seconds,
                  [verdict.note, *verdict.unordered, "# the history, by invocation:", *shown],
-                 f"I19: {verdict.note}")
+                 f"I19: {verdict.note}", differed=verdict.note)
 
 
 def _from_probe(invariant: str, probe: Callable[[], probes.ProbeResult]) -> Check:
@@ -149,7 +152,8 @@ def _from_probe(invariant: str, probe: Callable[[], probes.ProbeResult]) -> Chec
     verdict: Verdict = "fail" if result.verdict == "fail" else (
         "pass" if result.verdict == "pass" else "unknown")
     return Check(invariant, verdict, len(result.steps), seconds,
-                 result.steps if verdict == "fail" else None, result.message)
+                 result.steps if verdict == "fail" else None, result.message,
+                 differed=result.message if verdict == "fail" else "")
 
 
 def _stateful(factory: StoreFactory, invariant: str, settings: Settings,
@@ -227,6 +231,12 @@ def check_many(stores: Sequence[tuple[str, StoreFactory, frozenset[str], bool]],
     for i, iid in tasks:
         reports[i].checks.append(results[i, iid])
     return reports
+
+
+def skipped_checks(caps: Capabilities) -> list[Check]:
+    """The checks a store's declared capabilities leave out, as verdicts."""
+    return [Check(i, "skipped", 0, 0.0, note=f"not checked: the store {why}")
+            for i, why in caps.skipped().items()]
 
 
 def to_json(reports: Sequence[StoreReport]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from model import spec
+from model.capabilities import Capabilities
 from model.clock import Clock, sleep
 from model.errors import (
     AdmissionRefused,
@@ -196,6 +197,9 @@ class S1Store(_Adapter):
 
 class S2Store(_Adapter):
     """The S2 replica behind the store interface (see the module docstring)."""
+
+    #: S2 sweeps only inside its calls: it has no cleanup worker to check
+    capabilities: ClassVar[Capabilities] = Capabilities(worker=False, thread_safe=True)
 
     STATUS: ClassVar[dict[str, Status]] = {"running": Status.RUNNING,
                                            "waiting_approval": Status.RUNNING,
