@@ -2,30 +2,51 @@
 
 A `World` is a few run ids, one policy, a clock that ticks in whole seconds up to a
 horizon, and a cleanup worker whose sweep is a step of its own. From the empty store,
-`explore` applies every call to every state reached (starts, every transition, heartbeats,
-appends, prune, worker start/stop, the worker's sweep, a clock tick), checks the numbered
-invariants on every state and every step ("always"), and two eventual properties:
+`explore` makes every call in every state reached, through `spec.apply` (the one model of
+a call), and checks what each step must do and what it reached.
 
-- E1: with the worker running, a terminal run is gone at most one interval after its TTL
-  ran out (or after the worker started, if later);
-- E2: with the worker running, a stale active run is reaped at most one interval after
-  its lease ran out (or after the worker started).
+What is tried in each state (`actions`):
 
-An eventual property needs fairness: here the worker is *urgent*, the clock cannot tick
-past the moment its next sweep is due, so every path in which time passes gives it its
-turn. With time explicit, "eventually, within a deadline" is then a property of each state
-(bounded response), checked like any other, and a violation has a finite shortest path.
+- the moves: starts, every transition, heartbeats, appends, prune, worker start/stop,
+  the worker's sweep, a clock tick;
+- `close()`, after which the store is checked to refuse every call with StoreClosed (L1)
+  and to change nothing: a path ends there, so closing adds few states;
+- one bad call per argument rule (R1-R3, L2, L3, W1): refused with InvalidArgument
+  naming the rule, the store unchanged (the mark too: arguments come before the clock);
+- a NaN clock reading for each kind of call that reads the clock: ClockError, nothing
+  changed, the mark neither (C1);
+- a reading one second behind a store that has already read `now` (a heartbeat, a get of
+  each run, a listing): the mark clamps it, so `updated_at` never decreases (I8) and no
+  expired run is seen again (I5).
+
+What is checked:
+
+- always: the numbered invariants on every state and every step, and the eventual
+  properties E1, E2 (`model.invariants.overdue_violations`). An eventual property needs
+  fairness: the worker is *urgent*, the clock cannot tick past the moment its next sweep
+  is due, so every path in which time passes gives it its turn; with time explicit,
+  "eventually, within a deadline" is then a property of each state (bounded response);
+- sometimes (Stateright's term, `SOMETIMES`): a named predicate on a step that must hold
+  for at least one step of the world -- each error class, an eviction by the cap, an
+  expiry, a lease reap, every edge of the transition table, a clamped reading that
+  mattered. A world too small to reach one is vacuous there: `Result.unreached` names it,
+  and `runbound explore` fails unless told `--allow-unreached NAME`.
 
 Breadth first, so the first violation found has the shortest path to it. Two reductions,
 both exact (they merge states with the same future): symmetry over run ids (ids are
 interchangeable, so a state is keyed by its runs in start order, not by their names, and
-a start tries one unused id, not all of them) and abstraction of values no rule reads
-(`seq` numbers beyond their order, `created_at`, the model's own clock record).
-`orbit_size` counts how many named states each key stands for, so the reduction factor is
-exact; a test explores without symmetry and finds that many.
+a start tries one unused id, not all of them) and abstraction of what no rule reads
+(`seq` beyond its order, `created_at`, the clock's high-water mark). The mark is left out
+because no reading the explorer makes can fall below it unnoticed: moves read the node's
+own time, which is never behind the mark, and a reading that goes back is made only
+after the store has read `now` (`step`), so it is clamped to exactly `now` whatever the
+mark was before. (A reading behind `now` but not behind the mark is no fault at all: it
+is time that passed more slowly, which the ticks already cover.) `orbit_size` counts how
+many named states each key stands for, so the reduction factor is exact; a test explores
+without symmetry and finds that many.
 
 `replay_paths` runs the path to every state up to a depth, and every call from it, against
-a real store through the stateful check's lockstep: exhaustive conformance for tiny worlds.
+a real store through the stateful check's machine: exhaustive conformance for tiny worlds.
 """
 
 from __future__ import annotations
@@ -35,38 +56,91 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from model import spec
-from model.errors import RunboundError
+from model.clock import VirtualClock
+from model.errors import (
+    AdmissionRefused,
+    ClockError,
+    IllegalTransition,
+    InvalidArgument,
+    NotActive,
+    RunAlreadyActive,
+    RunboundError,
+    StoreClosed,
+    UnknownRun,
+)
 from model.invariants import (
     Observation,
     Violation,
     lease_violations,
+    overdue_violations,
     state_violations,
     step_violations,
+    visibility_violations,
 )
-from model.lifecycle import Status
+from model.lifecycle import TRANSITIONS, Status
 from model.policy import Policy, SweepMode
 from model.protocol import StoreFactory
-from model.stateful import IDLE_INTERVAL, MODEL_CALLS, ModelCall, policy_to_json
+from model.records import Page, Run, SweepResult
+from model.replay import replay
+from model.stateful import Step, policy_to_json
 
-Action = tuple[str, tuple[Any, ...]]
 Key = tuple[Any, ...]
+#: a call as the model takes it: (state, op, args, clock reading) -> (state, result or the
+#: error it was refused with); `spec.apply`, or a planted bug's version of it
+Call = Callable[[spec.ModelState, str, tuple[Any, ...], float],
+                tuple[spec.ModelState, object]]
 
 RUN_NAMES = "abcdefgh"
 
 
+class Action(NamedTuple):
+    """One step of a path: a call (or `tick`, or `worker`: the worker's sweep)."""
+
+    op: str
+    args: tuple[Any, ...] = ()
+    #: the clock reading it is made at: "" the node's time; "back" one second behind a
+    #: store that has read the node's time (C1 clamps it); "nan" a NaN reading (C1 refuses)
+    reading: str = ""
+
+
+#: one bad call per kind of call and argument, each with the rule it breaks (tried in
+#: `_representative`, where run "a" is retained and active, so only the argument is bad)
+BAD_CALLS: dict[Action, str] = {
+    Action("start", ("",)): "R1",
+    Action("heartbeat", (None,)): "R1",
+    Action("get", (7,)): "R1",
+    Action("transition", ("a", "paused")): "R2",
+    Action("append_event", ("a", 12)): "R3",
+    Action("list_runs", (0,)): "L2",
+    Action("list_runs", (1, "paused")): "R2",
+    Action("list_runs", (1, None, "\u00b2")): "L3",
+    Action("start_cleanup_worker", (0,)): "W1",
+}
+
+
+def _policy() -> Policy:
+    return Policy(ttl=0.5, max_terminal=1, max_active=2, max_events_per_run=1,
+                  stale_after=0.5, sweep=SweepMode.BACKGROUND)
+
+
 @dataclass(frozen=True)
 class World:
-    """What is explored. Small on purpose: the state space grows exponentially in each."""
+    """What is explored. Small on purpose: the state space grows exponentially in each.
 
-    ids: int = 2
-    policy: Policy = field(default_factory=lambda: Policy(
-        ttl=2.0, max_terminal=1, max_events_per_run=1, stale_after=2.0,
-        sweep=SweepMode.BACKGROUND, max_active=2))
+    The default reaches every sometimes-property and catches every planted bug: three
+    ids against `max_active=2`, so a start can be refused and an active run can sit
+    beside one being finished (what the cap must not evict); `max_terminal=1`, so a
+    second terminal run evicts the first; a TTL and a lease of half a tick, so a run
+    that ends (or goes quiet) at one tick is expired (or stale) at the next, and the
+    worker's deadline for it (E1, E2: one interval later) falls within two ticks."""
+
+    ids: int = 3
+    policy: Policy = field(default_factory=_policy)
     #: the clock ticks 0, 1, ..., horizon seconds
-    horizon: int = 4
+    horizon: int = 2
     #: the worker sweeps at least once per `interval` seconds while it runs
     interval: int = 1
     #: appends tried per run, in all (bounds the ring buffer's drop counter)
@@ -94,70 +168,189 @@ class Node:
     since: float | None = None
 
 
-EVENTUAL = {
-    "E1": "with the worker running, a terminal run is gone within its TTL plus one interval",
-    "E2": "with the worker running, a stale active run is reaped within one interval",
-}  # stated in specs/invariants.md, "Eventual properties"
+class Transition(NamedTuple):
+    """One step taken: the node it left, the action, the node it reached, and the call's
+    result or the error it was refused with."""
+
+    before: Node
+    action: Action
+    after: Node
+    outcome: object
+    refused: bool
+    #: True iff the step changed what a rule judges: the runs, the worker, closing
+    changed: bool
 
 
-def overdue(node: Node, world: World) -> list[Violation]:
-    """E1 and E2 in `node`: what the worker should have removed or reaped by now."""
-    if node.since is None:
-        return []
-    policy, out = world.policy, []
-    for run in node.model.runs:
-        if run.terminated_at is not None and policy.ttl is not None:
-            deadline = max(run.terminated_at + policy.ttl, node.since) + world.interval
-            if node.now > deadline:
-                out.append(("E1", f"run {run.run_id!r} expired at "
-                                  f"{run.terminated_at + policy.ttl:g}, still retained at "
-                                  f"{node.now:g} (worker every {world.interval}s)"))
-        elif run.active and policy.stale_after is not None:
-            deadline = max(run.updated_at + policy.stale_after, node.since) + world.interval
-            if node.now > deadline:
-                out.append(("E2", f"run {run.run_id!r} stale since "
-                                  f"{run.updated_at + policy.stale_after:g}, still {run.status}"
-                                  f" at {node.now:g} (worker every {world.interval}s)"))
-    return out
+# --- sometimes: what a world must reach, or it checked nothing there --------------------
+
+def _refused_with(cls: type[RunboundError]) -> Callable[[Transition, World], bool]:
+    return lambda t, w: type(t.outcome) is cls
+
+
+def _gone(t: Transition) -> Iterator[Run]:
+    """Runs retained before an accepted step and not after (a start that replaces a
+    terminal run keeps its id, so replacing is not going)."""
+    if t.refused or not t.changed:
+        return
+    kept = {r.run_id for r in t.after.model.runs}
+    yield from (r for r in t.before.model.runs if r.run_id not in kept)
+
+
+def _evicted(t: Transition, w: World) -> bool:
+    return any(not spec.expired(r, w.policy, t.before.now) for r in _gone(t))
+
+
+def _expired(t: Transition, w: World) -> bool:
+    return any(spec.expired(r, w.policy, t.before.now) for r in _gone(t))
+
+
+def _moved(t: Transition) -> Iterator[tuple[Run, Run]]:
+    """(before, after) of each run an accepted step changed the status of."""
+    if t.refused or not t.changed:
+        return
+    old = {r.run_id: r for r in t.before.model.runs}
+    for run in t.after.model.runs:
+        was = old.get(run.run_id)
+        if was is not None and was.status is not run.status:
+            yield was, run
+
+
+def _reaped(t: Transition, w: World) -> bool:
+    own = t.action.args[0] if t.action.op == "transition" else None
+    return any(was.active and run.status is Status.FAILED and run.run_id != own
+               for was, run in _moved(t))
+
+
+def _edge(a: Status, b: Status) -> Callable[[Transition, World], bool]:
+    return lambda t, w: any(was.status is a and run.status is b for was, run in _moved(t))
+
+
+def _back_hides_expired(t: Transition, w: World) -> bool:
+    """A get one second back refused for a run visible at that reading: the mark hid it."""
+    if t.action.reading != "back" or t.action.op != "get" or type(t.outcome) is not UnknownRun:
+        return False
+    run = spec.find(t.before.model.runs, t.action.args[0])
+    return run is not None and not spec.expired(run, w.policy, t.before.now - 1)
+
+
+def _back_keeps_updated_at(t: Transition, w: World) -> bool:
+    """A heartbeat one second back on a run updated at `now`: unclamped, it would have
+    moved `updated_at` back."""
+    if t.action.reading != "back" or t.action.op != "heartbeat" or t.refused:
+        return False
+    run = spec.find(t.before.model.runs, t.action.args[0])
+    return run is not None and run.updated_at > t.before.now - 1
+
+
+def _worker_in_time(eventual: str) -> Callable[[Transition, World], bool]:
+    """The worker's sweep removed (E1) or reaped (E2) a run whose deadline the next tick
+    would pass: a path on which that eventual property decides something."""
+    def holds(t: Transition, w: World) -> bool:
+        since, policy = t.before.since, w.policy
+        if t.action.op != "worker" or since is None or t.before.now >= w.horizon:
+            return False
+        if eventual == "E1":
+            due = [r.terminated_at + policy.ttl for r in _gone(t)
+                   if r.terminated_at is not None and policy.ttl is not None]
+        else:
+            due = [was.updated_at + policy.stale_after for was, run in _moved(t)
+                   if was.active and policy.stale_after is not None]
+        return any(max(x, since) + w.interval < t.before.now + 1 for x in due)
+    return holds
+
+
+class Sometimes(NamedTuple):
+    about: str
+    holds: Callable[[Transition, World], bool]
+
+
+#: name -> what must happen in at least one step of a world that is not vacuous
+SOMETIMES: dict[str, Sometimes] = {
+    **{cls.__name__: Sometimes(f"a call refused with {cls.__name__}", _refused_with(cls))
+       for cls in (RunAlreadyActive, AdmissionRefused, IllegalTransition, NotActive,
+                   UnknownRun, StoreClosed, InvalidArgument, ClockError)},
+    "cap-eviction": Sometimes("a run evicted by max_terminal", _evicted),
+    "ttl-expiry": Sometimes("a run dropped past its TTL", _expired),
+    "lease-reap": Sometimes("an active run reaped to failed by the lease", _reaped),
+    "E1-deadline": Sometimes("the worker dropped an expired run the next tick would have "
+                             "found overdue", _worker_in_time("E1")),
+    "E2-deadline": Sometimes("the worker reaped a stale run the next tick would have found "
+                             "overdue", _worker_in_time("E2")),
+    **{f"{a}->{b}": Sometimes(f"a run moved {a} -> {b}", _edge(a, b))
+       for a, targets in TRANSITIONS.items() for b in sorted(targets)},
+    "back-hides-expired": Sometimes("a reading one second back did not bring back an "
+                                    "expired run", _back_hides_expired),
+    "back-keeps-updated_at": Sometimes("a heartbeat read one second back kept updated_at "
+                                       "where it was", _back_keeps_updated_at),
+}
 
 
 # --- planted bugs: the explorer must find each, with the shortest path -----------------
 
-def _evicts_active(m: spec.ModelState, now: float, a: tuple[Any, ...]
-                   ) -> tuple[spec.ModelState, Any]:
+def _evicts_active(m: spec.ModelState, op: str, a: tuple[Any, ...], now: float
+                   ) -> tuple[spec.ModelState, object]:
     """A cap that counts every run and drops the oldest started, active or not."""
-    state, run = spec.transition(m, a[0], a[1], now)
+    state, run = spec.apply(m, op, a, now)
     cap = state.policy.max_terminal
-    if run.terminal and cap is not None and len(state.runs) > cap:
+    if isinstance(run, Run) and run.terminal and cap is not None and len(state.runs) > cap:
         state = replace(state, runs=state.runs[len(state.runs) - cap:])
     return state, run
 
 
-def _admits_one_more(m: spec.ModelState, now: float, a: tuple[Any, ...]
-                     ) -> tuple[spec.ModelState, Any]:
+def _admits_one_more(m: spec.ModelState, op: str, a: tuple[Any, ...], now: float
+                     ) -> tuple[spec.ModelState, object]:
     """Admission control off by one."""
     p = m.policy
     loose = replace(p, max_active=None if p.max_active is None else p.max_active + 1)
-    state, run = spec.start(replace(m, policy=loose), a[0], now)
+    state, run = spec.apply(replace(m, policy=loose), op, a, now)
     return replace(state, policy=p), run
 
 
-def _idle_worker(m: spec.ModelState, now: float, a: tuple[Any, ...]
-                 ) -> tuple[spec.ModelState, Any]:
+def _idle_worker(m: spec.ModelState, op: str, a: tuple[Any, ...], now: float
+                 ) -> tuple[spec.ModelState, object]:
     """A worker whose sweep never runs (S1's loop swallowing every failure)."""
-    return m, None
+    return m, SweepResult()
 
 
-PLANTED: dict[str, tuple[str, dict[str, ModelCall]]] = {
+def _ignores_the_mark(m: spec.ModelState, op: str, a: tuple[Any, ...], now: float
+                      ) -> tuple[spec.ModelState, object]:
+    """A store that keeps its high-water mark but works at the raw reading."""
+    state, result = spec.apply(replace(m, clock=-math.inf), op, a, now)
+    return replace(state, clock=max(m.clock, state.clock)), result
+
+
+PLANTED: dict[str, tuple[str, dict[str, Call]]] = {
     "evicts-active": ("the cap drops the oldest run, active or not", {
         "transition": _evicts_active}),
     "admits-one-more": ("admission control admits max_active + 1", {
         "start": _admits_one_more}),
     "idle-worker": ("the worker's sweep does nothing", {"worker": _idle_worker}),
+    "ignores-the-mark": ("a clock that steps back is believed (C1)", {
+        op: _ignores_the_mark for op in (*spec.CLOCKED, "worker")}),
 }
 
 
 # --- the search ---------------------------------------------------------------------------
+
+#: the rule errors each call can raise (its own rules: specs/lifecycle.md, "Operations")
+_RULE_ERRORS: dict[str, tuple[type[RunboundError], ...]] = {
+    "start": (RunAlreadyActive, AdmissionRefused),
+    "transition": (UnknownRun, IllegalTransition),
+    "heartbeat": (UnknownRun, NotActive),
+    "append_event": (UnknownRun, NotActive),
+    "get": (UnknownRun,),
+}
+_TAKE_ARGUMENTS = frozenset({"start", "transition", "heartbeat", "append_event", "get",
+                             "list_runs", "start_cleanup_worker"})
+#: (call, outcome) pairs the spec allows, for each call the explorer makes: L1, then the
+#: arguments, then C1, then the call's own rules, or "ok"
+OUTCOMES: frozenset[tuple[str, str]] = frozenset(
+    (op, outcome) for op in spec.OPERATIONS
+    for outcome in ("ok", *(c.__name__ for c in _RULE_ERRORS.get(op, ())),
+                    *(("InvalidArgument",) if op in _TAKE_ARGUMENTS else ()),
+                    *(("ClockError",) if op in spec.CLOCKED else ()),
+                    *(("StoreClosed",) if op not in spec.AFTER_CLOSE else ())))
+
 
 @dataclass
 class Coverage:
@@ -166,6 +359,11 @@ class Coverage:
     edges: set[tuple[Status, Status]] = field(default_factory=set)
     #: (call, "ok" or the error class) -> how often
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    @property
+    def missing_outcomes(self) -> list[tuple[str, str]]:
+        """(call, outcome) pairs the spec allows that no step produced."""
+        return sorted(OUTCOMES - self.outcomes.keys())
 
 
 @dataclass
@@ -188,6 +386,13 @@ class Result:
     complete: bool = True
     coverage: Coverage = field(default_factory=Coverage)
     violation: Counterexample | None = None
+    #: each sometimes-property reached, with the shortest path to a step that reached it
+    reached: dict[str, tuple[Action, ...]] = field(default_factory=dict)
+
+    @property
+    def unreached(self) -> list[str]:
+        """Sometimes-properties no step reached: vacuous in this world."""
+        return [name for name in SOMETIMES if name not in self.reached]
 
     @property
     def states_per_second(self) -> float:
@@ -200,11 +405,12 @@ class Result:
 
 def key(node: Node, symmetry: bool = True) -> Key:
     """The node up to what no rule reads: runs in start order, by their fields that
-    matter, and (without symmetry) their names."""
+    matter, and (without symmetry) their names. Not the clock's mark (see the module's
+    docstring)."""
     runs = tuple((r.status, r.updated_at, r.terminated_at, len(r.events), r.dropped_events,
                   *((r.run_id,) if not symmetry else ()))
                  for r in node.model.runs)
-    return (runs, node.model.worker, node.now, node.due, node.since)
+    return (runs, node.model.worker, node.model.closed, node.now, node.due, node.since)
 
 
 def orbit_size(node: Node, world: World) -> int:
@@ -215,60 +421,164 @@ def orbit_size(node: Node, world: World) -> int:
 
 def actions(node: Node, world: World) -> Iterator[Action]:
     """Every call tried in `node`. Ids: the retained ones, and one unused id -- or all of
-    them without symmetry. Reads change nothing, so they are left to `replay_paths`."""
-    retained = [r.run_id for r in node.model.runs]
+    them without symmetry."""
+    if node.model.closed:
+        yield from _after_close(world)
+        return
+    runs = node.model.runs
+    retained = [r.run_id for r in runs]
     unused = [i for i in world.run_ids if i not in retained]
     for rid in retained + unused[: 1 if world.symmetry else None]:
-        yield ("start", (rid,))
-    for run in node.model.runs:
+        yield Action("start", (rid,))
+    for run in runs:
         rid = run.run_id
         for status in Status:
-            yield ("transition", (rid, status))
-        yield ("heartbeat", (rid,))
+            yield Action("transition", (rid, status))
+        yield Action("heartbeat", (rid,))
         if len(run.events) + run.dropped_events < world.events:
-            yield ("append_event", (rid, "e"))
-    yield ("prune", ())
+            yield Action("append_event", (rid, "e"))
+    yield Action("prune")
     if node.model.worker:
-        yield ("worker", ())
+        yield Action("worker")
     # both in either state: a second start and a second stop must change nothing
-    yield ("start_cleanup_worker", (IDLE_INTERVAL,))
-    yield ("stop_cleanup_worker", ())
+    yield Action("start_cleanup_worker", (float(world.interval),))
+    yield Action("stop_cleanup_worker")
     if node.now < world.horizon and (node.due is None or node.now < node.due):
-        yield ("tick", ())
+        yield Action("tick")
+    # the checks: each changes nothing, or ends the path
+    for run in runs:  # the clock goes back: an active run's lease, a terminal run's TTL
+        yield Action("heartbeat" if run.active else "get", (run.run_id,), "back")
+    yield Action("list_runs", (world.ids + 1,), "back")
+    if _representative(node):
+        yield Action("len")
+        yield from _clocked_once(world, "nan")
+        yield from BAD_CALLS
+    yield Action("close")
 
 
-def step(node: Node, action: Action, world: World, calls: Mapping[str, ModelCall]
-         ) -> tuple[Node, RunboundError | None]:
-    """`action` in `node`: the next node, and the error if the model refused the call."""
-    op, args = action
+def _representative(node: Node) -> bool:
+    """The one state where the checks that cannot depend on the state are made: a bad
+    argument is refused before the clock is read, a NaN reading before any rule looks
+    at the runs. Right after start("a"): a run to name, active, so a rule could apply."""
+    runs = node.model.runs
+    return (len(runs) == 1 and runs[0].run_id == RUN_NAMES[0] and node.now == 0
+            and runs[0].status is Status.PENDING and not runs[0].events
+            and not node.model.worker)
+
+
+def _clocked_once(world: World, reading: str) -> Iterator[Action]:
+    """One call of each kind that reads the clock; the first id, retained or not (the
+    clock is read before any rule looks it up)."""
+    rid = world.run_ids[0]
+    yield Action("start", (rid,), reading)
+    yield Action("transition", (rid, Status.RUNNING), reading)
+    yield Action("heartbeat", (rid,), reading)
+    yield Action("append_event", (rid, "e"), reading)
+    yield Action("get", (rid,), reading)
+    yield Action("list_runs", (1,), reading)
+    yield Action("prune", (), reading)
+
+
+def _after_close(world: World) -> Iterator[Action]:
+    """What a closed store is asked: every call once (StoreClosed, L1 before the
+    arguments and the clock), and the three it still answers."""
+    yield from _clocked_once(world, "")
+    yield Action("len")
+    yield Action("start_cleanup_worker", (float(world.interval),))
+    yield Action("start", ("",))
+    yield Action("prune", (), "nan")
+    yield Action("stop_cleanup_worker")
+    yield Action("cleanup_workers_alive")
+    yield Action("close")
+
+
+def step(node: Node, action: Action, world: World, calls: Mapping[str, Call]
+         ) -> tuple[Node, object]:
+    """`action` in `node`: the next node, and the call's result or the error it was
+    refused with (the model is pure: a refusal leaves the state it got, its clock's mark
+    raised at most)."""
+    op, args, reading = action
     if op == "tick":
         return Node(node.model, node.now + 1, node.due, node.since), None
-    try:
-        model, _ = calls[op](node.model, node.now, args)
-    except RunboundError as error:
-        return node, error
-    if op == "worker":
-        return replace(node, model=model, due=node.now + world.interval), None
-    if op == "start_cleanup_worker" and not node.model.worker:
-        return replace(node, model=model, due=node.now + world.interval, since=node.now), None
-    if op == "stop_cleanup_worker" and node.model.worker:
-        return replace(node, model=model, due=None, since=None), None
-    return replace(node, model=model), None
+    model, now = node.model, node.now
+    if reading == "back":
+        # the store has read `now` (as a read at `now` leaves it), and the clock goes back
+        model, _ = spec.at(model, now)
+        now -= 1
+    elif reading == "nan":
+        now = math.nan
+    # the worker's sweep is the model's `prune` (unless a planted bug says otherwise)
+    model, outcome = calls[op](model, "prune" if op == "worker" else op, args, now)
+    # (Nodes are built whole, not by `dataclasses.replace`: this runs a million times.)
+    due, since = node.due, node.since
+    if isinstance(outcome, RunboundError):
+        pass
+    elif op == "worker":
+        due = node.now + world.interval
+    elif op == "start_cleanup_worker" and outcome is True:
+        due, since = node.now + world.interval, node.now
+    elif node.model.worker and not model.worker:  # stopped, or closed
+        due = since = None
+    return Node(model, node.now, due, since), outcome
 
 
-def check_step(before: Node, action: Action, after: Node, world: World) -> list[Violation]:
-    """Every always-property of an accepted step and of the state it leads to, then E1
-    and E2. (A refused call needs none: the model is pure, so it changed nothing.)"""
-    op, args = action
+def check_step(t: Transition, world: World) -> list[Violation]:
+    """Every always-property of a step (the state it reaches is `check_state`'s)."""
+    before, (op, args, reading), after = t.before, t.action, t.after
+    if op == "tick":
+        return []
+    if before.model.closed:
+        return _closed_violations(t)
+    if reading == "nan":
+        if type(t.outcome) is not ClockError or after.model != before.model:
+            return [("C1", f"{show_action(t.action)}: {_shown(t.outcome)}, where a NaN "
+                           "reading must be refused with ClockError, nothing changed")]
+        return []
+    rule = BAD_CALLS.get(t.action)
+    if rule is not None:
+        if (type(t.outcome) is not InvalidArgument or rule not in str(t.outcome)
+                or after.model != before.model):
+            return [(rule, f"{show_action(t.action)}: {_shown(t.outcome)}, where it must "
+                           f"be refused with InvalidArgument ({rule}), nothing changed")]
+        return []
     found: list[Violation] = []
-    if op != "tick":
-        obs = Observation.of(after.model)
-        found += state_violations(obs, world.policy)
-        found += step_violations(Observation.of(before.model), obs, op=op, args=args,
-                                 refused=False, policy=world.policy, now=before.now)
-    if op == "prune":
+    if t.changed:  # else the runs and the worker are as they were (I10 holds)
+        found += step_violations(Observation.of(before.model), Observation.of(after.model),
+                                 op=op, args=args, refused=t.refused, policy=world.policy,
+                                 now=before.now)
+    if t.refused:
+        return found
+    if op == "prune":  # I15 judges the explicit sweep; the worker's is E2's business
         found += lease_violations(after.model.runs, world.policy, before.now)
-    return found + overdue(after, world)
+    elif op in ("get", "list_runs"):
+        # what a read returns is judged at the latest time the store has seen
+        shown = t.outcome.runs if isinstance(t.outcome, Page) else (t.outcome,)
+        found += visibility_violations((r for r in shown if isinstance(r, Run)),
+                                       world.policy, before.now)
+    return found
+
+
+def check_state(node: Node, world: World) -> list[Violation]:
+    """Every always-property of a state, E1 and E2 included. Made once per key: the key
+    holds everything these read."""
+    found = state_violations(Observation.of(node.model), world.policy)
+    if node.since is not None:
+        found += overdue_violations(node.model.runs, world.policy, node.since,
+                                    world.interval, node.now)
+    return found
+
+
+def _closed_violations(t: Transition) -> list[Violation]:
+    op = t.action.op
+    expected: object = {"stop_cleanup_worker": False, "cleanup_workers_alive": 0,
+                        "close": None}.get(op, StoreClosed)
+    ok = (type(t.outcome) is StoreClosed if expected is StoreClosed
+          else t.outcome == expected and not t.refused)
+    if ok and t.after.model == t.before.model:
+        return []
+    want = "StoreClosed" if expected is StoreClosed else repr(expected)
+    return [("L1", f"after close(), {show_action(t.action)} gave {_shown(t.outcome)} "
+                   f"(must be {want}, nothing changed)")]
 
 
 def explore(world: World, *, plant: str | None = None, max_states: int = 2_000_000,
@@ -277,11 +587,12 @@ def explore(world: World, *, plant: str | None = None, max_states: int = 2_000_0
     """Breadth-first search of `world`; stops at the first violation (its path is a
     shortest one), at `max_states` or at `max_depth` (then `complete` is False).
     `visit(node, depth, path)` sees each state reached, with its shortest path."""
-    # the worker's sweep is the model's sweep (unless a planted bug says otherwise)
-    calls: dict[str, ModelCall] = {**MODEL_CALLS, "worker": MODEL_CALLS["prune"],
-                                   **(PLANTED[plant][1] if plant is not None else {})}
+    calls: dict[str, Call] = {op: spec.apply for op in (*spec.OPERATIONS, "worker")}
+    if plant is not None:
+        calls.update(PLANTED[plant][1])
     result = Result(world)
     cov = result.coverage
+    pending = dict(SOMETIMES)
     root = Node(spec.initial(world.policy))
     root_key = key(root, world.symmetry)
     parents: dict[Key, tuple[Key, Action] | None] = {root_key: None}
@@ -296,21 +607,35 @@ def explore(world: World, *, plant: str | None = None, max_states: int = 2_000_0
             result.complete = False
             continue
         for action in actions(node, world):
-            nxt, error = step(node, action, world, calls)
+            nxt, outcome = step(node, action, world, calls)
             result.transitions += 1
-            _cover(cov, node, action, nxt, error)
-            if error is not None:
-                continue  # the model is pure: a refused call returns the state it got
-            found = check_step(node, action, nxt, world)
+            refused = isinstance(outcome, RunboundError)
+            m, n = nxt.model, node.model
+            t = Transition(node, action, nxt, outcome, refused,
+                           m.runs is not n.runs or m.worker is not n.worker
+                           or m.closed is not n.closed)
+            _cover(cov, t)
+            if pending:
+                for name in [n for n, s in pending.items() if s.holds(t, world)]:
+                    del pending[name]
+                    result.reached[name] = (*_path(parents, node_key), action)
+            found = check_step(t, world)
             if found:
                 prop, message = found[0]
                 path = (*_path(parents, node_key), action)
                 result.violation = Counterexample(prop, message, path)
                 return _done(result, parents, started)
+            if refused or (not t.changed and nxt.due == node.due and nxt.now == node.now):
+                continue  # checked to have changed nothing: no new state
             k = key(nxt, world.symmetry)
             if k in parents:
                 continue
             parents[k] = (node_key, action)
+            found = check_state(nxt, world)
+            if found:
+                prop, message = found[0]
+                result.violation = Counterexample(prop, message, _path(parents, k))
+                return _done(result, parents, started)
             result.named_states += orbit_size(nxt, world)
             result.depth = max(result.depth, depth + 1)
             if len(parents) >= max_states:
@@ -326,18 +651,13 @@ def _done(result: Result, parents: dict[Key, Any], started: float) -> Result:
     return result
 
 
-def _cover(cov: Coverage, node: Node, action: Action, nxt: Node,
-           error: RunboundError | None) -> None:
-    op, _args = action
-    cov.outcomes[(op, "ok" if error is None else type(error).__name__)] += 1
-    if error is not None or nxt.model is node.model:
-        return
-    before = {r.run_id: r.status for r in node.model.runs}
-    for run in nxt.model.runs:
-        cov.statuses.add(run.status)
-        was = before.get(run.run_id)
-        if was is not None and was is not run.status and op != "start":
-            cov.edges.add((was, run.status))
+def _cover(cov: Coverage, t: Transition) -> None:
+    cov.outcomes[(t.action.op, type(t.outcome).__name__ if t.refused else "ok")] += 1
+    if t.changed and not t.refused:
+        for was, run in _moved(t):
+            if t.action.op != "start":
+                cov.edges.add((was.status, run.status))
+        cov.statuses.update(r.status for r in t.after.model.runs)
 
 
 def _path(parents: Mapping[Key, tuple[Key, Action] | None], k: Key) -> tuple[Action, ...]:
@@ -352,22 +672,42 @@ def _path(parents: Mapping[Key, tuple[Key, Action] | None], k: Key) -> tuple[Act
 
 # --- exhaustive conformance of a real store ---------------------------------------------
 
-def program_of(world: World, path: tuple[Action, ...], *, reads: bool = True
-               ) -> list[dict[str, Any]]:
+#: where the machine's clock starts (it makes a new VirtualClock): tick n is this + n
+EPOCH = VirtualClock().time
+#: the store's own worker is started with this interval, so it never sweeps within a
+#: replayed path: the explorer's worker steps are replayed as `prune()`
+STORE_INTERVAL = 3600.0
+
+
+def program_of(world: World, path: tuple[Action, ...], *, reads: bool = True) -> list[Step]:
     """`path` as a program for `model.replay`: the worker's sweep is the store's
-    `prune()` (its own worker idles, as in the stateful check), a tick is a clock advance.
-    `reads` appends a get of every id and a listing, so what is visible is compared too."""
-    program: list[dict[str, Any]] = [{"op": "setup", "policy": policy_to_json(world.policy)}]
-    for op, args in path:
+    `prune()`, a tick is a clock advance, a reading back or NaN is a clock fault around
+    its call. `reads` appends a get of every id and a listing, so what is visible is
+    compared too."""
+    program: list[Step] = [{"op": "setup", "policy": policy_to_json(world.policy),
+                            "ids": list(world.run_ids)}]
+    now = 0
+    for op, args, reading in path:
         if op == "tick":
+            now += 1
             program.append({"op": "advance_clock", "args": [1.0]})
-        elif op == "worker":
+            continue
+        if reading == "back":  # the store reads `now`, then the clock goes back
+            program.append({"op": "list_runs", "args": [1]})
+        if reading:
+            fault = EPOCH + now - 1 if reading == "back" else math.nan
+            program.append({"op": "clock_fault", "args": [fault]})
+        if op == "worker":
             program.append({"op": "prune", "args": []})
+        elif op == "start_cleanup_worker" and args and args[0] == float(world.interval):
+            program.append({"op": op, "args": [STORE_INTERVAL]})
         elif op == "stop_cleanup_worker":
             program.append({"op": op, "args": [], "store_args": [10.0]})
         else:
             program.append({"op": op, "args": [a.value if isinstance(a, Status) else a
                                                for a in args]})
+        if reading:
+            program.append({"op": "clock_fault", "args": [None]})
     if reads:
         program += [{"op": "get", "args": [rid]} for rid in world.run_ids]
         program.append({"op": "list_runs", "args": [world.ids + 1]})
@@ -379,7 +719,7 @@ class ReplayResult:
     programs: int = 0
     skipped: int = 0
     seconds: float = 0.0
-    failure: tuple[str, list[dict[str, Any]]] | None = None
+    failure: tuple[str, list[Step]] | None = None
 
 
 #: the capability (model.conformance.Capabilities) each call needs
@@ -392,25 +732,24 @@ def replay_paths(world: World, factory: StoreFactory, depth: int,
     """Replay, against stores `factory` builds, the shortest path to every state within
     `depth` calls followed by every call from it; stop at the first violation. Paths with
     a call the store's `capabilities` lack are left out (counted in `skipped`)."""
-    from model.replay import replay
-
     out = ReplayResult()
     started = time.perf_counter()
 
     def can(path: tuple[Action, ...]) -> bool:
         return capabilities is None or all(
-            getattr(capabilities, NEEDS.get(op, ""), True) for op, _ in path)
+            getattr(capabilities, NEEDS.get(op, ""), True) for op, _, _ in path)
 
     def visit(node: Node, level: int, path: tuple[Action, ...]) -> None:
         if out.failure is not None or level >= depth:
             return
         for action in actions(node, world):
-            if not can((*path, action)):
+            full = (*path, action)
+            if not can(full):
                 out.skipped += 1
                 continue
-            program = program_of(world, (*path, action))
+            program = program_of(world, full)
             out.programs += 1
-            violation = replay(factory, program)
+            violation = replay(factory, program, None, capabilities)
             if violation is not None:
                 out.failure = (str(violation), program)
                 return
@@ -420,14 +759,27 @@ def replay_paths(world: World, factory: StoreFactory, depth: int,
     return out
 
 
+def show_action(action: Action) -> str:
+    op, args, reading = action
+    if op == "worker":
+        return "worker sweeps"
+    text = f"{op}({', '.join(a.value if isinstance(a, Status) else repr(a) for a in args)})"
+    return {"back": f"{text}, the clock read 1s back", "nan": f"{text}, the clock read NaN"
+            }.get(reading, text)
+
+
 def show_path(path: tuple[Action, ...]) -> list[str]:
     lines, now = [], 0
-    for op, args in path:
-        if op == "tick":
+    for action in path:
+        if action.op == "tick":
             now += 1
             lines.append(f"clock -> {now}")
-            continue
-        text = ", ".join(a.value if isinstance(a, Status) else repr(a) for a in args)
-        lines.append(f"{'worker sweeps' if op == 'worker' else f'{op}({text})'}")
+        else:
+            lines.append(show_action(action))
     return lines
 
+
+def _shown(value: object) -> str:
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}({value})"
+    return repr(value)

@@ -1,37 +1,106 @@
-"""The explorer: it covers a small world completely, its symmetry reduction is exact, it
-finds each planted bug by a shortest path, and its paths replayed against a store catch
-the broken stores and pass the reference ones."""
+"""The explorer: the default world reaches every sometimes-property and keeps every
+property, a world that cannot reach one is reported vacuous, the symmetry reduction is
+exact, each planted bug is found by a shortest path (by the default command too), and
+paths replayed against a store catch the broken stores and pass the reference ones."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from model.cli import main
-from model.explore import PLANTED, World, explore, replay_paths, show_path
-from model.lifecycle import TRANSITIONS
-from model.policy import Policy, SweepMode
+from model import spec
+from model.cli import PLANTED_BUGS, main
+from model.conformance import Capabilities
+from model.explore import (
+    BAD_CALLS,
+    OUTCOMES,
+    PLANTED,
+    SOMETIMES,
+    Action,
+    Node,
+    Result,
+    Transition,
+    World,
+    check_step,
+    explore,
+    replay_paths,
+    show_path,
+    step,
+)
+from model.lifecycle import TRANSITIONS, Status
+from model.policy import Policy
+from model.records import Run
 from reference.broken import CountsOnlyTerminalStore, EvictsActiveStore, TwoWorkersStore
 from reference.memory import MemoryRunStore
 from reference.sqlite import on_disk
 
-SMALL = World(ids=2, horizon=3)
-#: three ids, so a third start meets max_active=2; one tick, to stay small
+#: one tick, so replays stay short; it still refuses starts and evicts
 WIDE = World(ids=3, horizon=1)
-#: a TTL and a lease of one second, so the worker has work within the horizon
-QUICK = World(ids=2, horizon=3, policy=Policy(
-    ttl=1.0, max_terminal=1, max_active=2, max_events_per_run=1, stale_after=1.0,
-    sweep=SweepMode.BACKGROUND))
+#: the default policy without admission control: a start is never refused
+NO_ADMISSION = '{"ttl": 0.5, "max_terminal": 1, "max_events_per_run": 1, "stale_after": 0.5}'
+#: the shortest path to each planted bug in the default world, as `show_path` prints it
+SHORTEST = {
+    "evicts-active": ("I4", ["start('a')", "start('b')", "transition('b', failed)"]),
+    "admits-one-more": ("I3", ["start('a')", "start('b')", "start('c')"]),
+    "idle-worker": ("E2", ["start('a')", "start_cleanup_worker(1.0)", "clock -> 1",
+                           "worker sweeps", "clock -> 2"]),
+    "ignores-the-mark": ("I8", ["start('a')", "heartbeat('a'), the clock read 1s back"]),
+}
 
 
-def test_small_world_is_covered_and_holds_every_property() -> None:
-    result = explore(SMALL)
-    assert result.complete and result.violation is None
-    assert result.states > 1000 and result.transitions > 10 * result.states
+@pytest.fixture(scope="module")
+def default() -> Result:
+    return explore(World())
+
+
+def test_default_world_reaches_every_sometimes_property(default: Result) -> None:
+    """Complete, no violation, and nothing vacuous: every sometimes-property, every table
+    edge, every status and every (call, outcome) pair the spec allows occurred."""
+    assert default.complete and default.violation is None
+    assert default.unreached == [] and set(default.reached) == set(SOMETIMES)
     table = {(a, b) for a, targets in TRANSITIONS.items() for b in targets}
-    assert result.coverage.edges == table
-    assert len(result.coverage.statuses) == 5
-    # the lease sweep reaped, the TTL expired and the cap evicted something
-    assert result.coverage.outcomes[("worker", "ok")] > 0
+    assert default.coverage.edges == table
+    assert default.coverage.statuses == set(Status)
+    assert default.coverage.missing_outcomes == []
+    assert default.states > 10_000 and default.transitions > 10 * default.states
+    # each witness is a path that really leads to a step reaching the property
+    assert show_path(default.reached["AdmissionRefused"]) == [
+        "start('a')", "start('b')", "start('c')"]
+    assert default.reached["StoreClosed"][-2:][0] == Action("close")
+
+
+def test_eventual_property_holds_only_with_a_fair_worker(default: Result) -> None:
+    """E1/E2 are about the worker: the correct model with a worker never fails them, and
+    the default world lets time pass a deadline the worker had to meet."""
+    assert default.violation is None
+    assert {"E1-deadline", "E2-deadline"} <= default.reached.keys()
+    idle = explore(World(), plant="idle-worker").violation
+    assert idle is not None and idle.property == "E2"
+
+
+def test_a_narrow_world_is_vacuous_where_it_cannot_reach() -> None:
+    """Without admission control no start is refused; with one tick no worker deadline
+    passes: the explorer names what it never reached, and what the world can reach is
+    still reached."""
+    narrow = explore(World(ids=2, horizon=1, policy=Policy(
+        ttl=0.5, max_terminal=1, max_events_per_run=1, stale_after=0.5)))
+    assert narrow.violation is None
+    assert narrow.unreached == ["AdmissionRefused", "E1-deadline", "E2-deadline"]
+    assert ("start", "AdmissionRefused") in narrow.coverage.missing_outcomes
+
+
+def test_cli_fails_a_vacuous_world_unless_told(capsys: pytest.CaptureFixture[str]) -> None:
+    narrow = ["explore", "--ids", "2", "--horizon", "1", "--policy", NO_ADMISSION]
+    assert main(narrow) == 1
+    out = capsys.readouterr().out
+    assert "vacuous: never reached AdmissionRefused" in out
+    assert "every invariant" not in out
+    allowed = [f"--allow-unreached={n}" for n in ("AdmissionRefused", "E1-deadline")]
+    assert main([*narrow, *allowed]) == 1  # E2-deadline is still unreached
+    assert main([*narrow, *allowed, "--allow-unreached", "E2-deadline"]) == 0
+    out = capsys.readouterr().out
+    assert "AdmissionRefused: a call refused with AdmissionRefused (allowed)" in out
 
 
 def test_symmetry_reduction_is_exact() -> None:
@@ -43,66 +112,130 @@ def test_symmetry_reduction_is_exact() -> None:
     assert reduced.reduction > 3  # three ids: most states have 2 runs, named 6 ways
 
 
-@pytest.mark.parametrize(("plant", "world", "prop", "steps"), [
-    ("evicts-active", SMALL, "I4", 3),
-    ("admits-one-more", WIDE, "I3", 3),
-    ("idle-worker", QUICK, "E2", 6),
-])
-def test_planted_bug_is_found_by_a_shortest_path(plant: str, world: World, prop: str,
-                                                  steps: int) -> None:
-    found = explore(world, plant=plant)
+@pytest.mark.parametrize("plant", list(SHORTEST))
+def test_planted_bug_is_found_by_a_shortest_path(plant: str) -> None:
+    prop, path = SHORTEST[plant]
+    found = explore(World(), plant=plant)
     assert found.violation is not None and found.violation.property == prop
-    assert len(found.violation.path) == steps, show_path(found.violation.path)
+    assert show_path(found.violation.path) == path
     # no shorter path exists: the same search cut one step short finds nothing
-    shorter = explore(world, plant=plant, max_depth=steps - 1)
-    assert shorter.violation is None
+    shorter = explore(World(), plant=plant, max_depth=len(path) - 1)
+    assert shorter.violation is None and not shorter.complete
 
 
-def test_eventual_property_holds_only_with_a_fair_worker() -> None:
-    """E1/E2 are about the worker: the correct model with a worker never fails them."""
-    assert explore(QUICK).violation is None
-    assert "idle-worker" in PLANTED
+@pytest.mark.parametrize("plant", PLANTED_BUGS)
+def test_default_command_catches_each_planted_bug(
+        plant: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explore", "--plant", plant]) == 1
+    out = capsys.readouterr().out
+    prop, path = SHORTEST[plant]
+    assert f"{prop} broken" in out and f"shortest path ({len(path)} steps)" in out
+    assert "\n".join(f"  {line}" for line in path) in out
+
+
+def _after(world: World, path: list[Action]) -> Node:
+    node = Node(spec.initial(world.policy))
+    calls: dict[str, Any] = {op: spec.apply for op in (*spec.OPERATIONS, "worker")}
+    for action in path:
+        node, outcome = step(node, action, world, calls)
+        assert not isinstance(outcome, Exception), (action, outcome)
+    return node
+
+
+def test_a_clock_read_back_is_clamped_and_a_store_that_believes_it_is_caught() -> None:
+    """A get one second back of a run that expired at `now` must not show it (I5); the
+    model clamps the reading, a call that ignores the mark shows it and is caught."""
+    world = World()
+    node = _after(world, [Action("start", ("a",)), Action("transition", ("a", Status.FAILED)),
+                          Action("tick")])
+    back = Action("get", ("a",), "back")
+    naive = PLANTED["ignores-the-mark"][1]["get"]
+    for call, expected in ((spec.apply, []), (naive, ["I5"])):
+        after, outcome = step(node, back, world, {"get": call})
+        t = Transition(node, back, after, outcome, isinstance(outcome, Exception), False)
+        assert [v[0] for v in check_step(t, world)] == expected, outcome
+
+
+def test_bad_calls_and_calls_after_close_are_checked(default: Result) -> None:
+    """Each bad argument is refused by its rule and each call after close() with
+    StoreClosed; a model that accepted either would be caught."""
+    seen = default.coverage.outcomes
+    for action in BAD_CALLS:
+        assert seen[(action.op, "InvalidArgument")] > 0
+    assert {op for op, outcome in OUTCOMES if outcome == "StoreClosed"} == {
+        op for op, outcome in seen if outcome == "StoreClosed"}
+    world = World()
+    node = _after(world, [Action("start", ("a",))])
+    closed = _after(world, [Action("close")])
+    run = Run("a", Status.PENDING, 0.0, 0.0)
+    for before, action, expected in ((node, Action("start", ("",)), "R1"),
+                                     (closed, Action("get", ("a",)), "L1"),
+                                     (node, Action("prune", (), "nan"), "C1")):
+        t = Transition(before, action, before, run, False, False)  # accepted: wrong
+        assert [v[0] for v in check_step(t, world)] == [expected]
 
 
 def test_replay_passes_the_reference_and_sqlite() -> None:
-    assert replay_paths(WIDE, MemoryRunStore, 5).failure is None
-    sqlite = replay_paths(SMALL, on_disk, 3)
-    assert sqlite.failure is None and sqlite.programs > 50
+    memory = replay_paths(WIDE, MemoryRunStore, 4)
+    assert memory.failure is None and memory.programs > 500
+    sqlite = replay_paths(World(ids=2, horizon=1), on_disk, 3)
+    assert sqlite.failure is None and sqlite.programs > 100
 
 
-@pytest.mark.parametrize(("store", "invariant"), [
-    (EvictsActiveStore, "I4"), (CountsOnlyTerminalStore, "I3"), (TwoWorkersStore, "I11")])
-def test_replay_catches_broken_stores(store: type, invariant: str) -> None:
-    out = replay_paths(WIDE, store, 5)
-    assert out.failure is not None and out.failure[0].startswith(invariant)
+class _BelievesTheClock(MemoryRunStore):
+    """The reference, but every call works at the raw reading (it keeps the mark, and
+    never uses it)."""
+
+    def _now(self, checked: tuple[Any, ...] = ()) -> float:
+        super()._now(checked)
+        return float(self._clock())
 
 
-def test_cli_reports_states_per_second_and_the_shortest_path(
+@pytest.mark.parametrize(("store", "invariant", "depth"), [
+    (EvictsActiveStore, "I4", 5), (CountsOnlyTerminalStore, "I3", 3),
+    (TwoWorkersStore, "I11", 2), (_BelievesTheClock, "I8", 2)])
+def test_replay_catches_broken_stores(store: type, invariant: str, depth: int) -> None:
+    out = replay_paths(WIDE, store, depth)
+    assert out.failure is not None and out.failure[0].startswith(invariant), out.failure
+
+
+def test_cli_reports_states_per_second_and_replays(
         capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["explore", "--horizon", "2", "--replay", "2"]) == 0
+    assert main(["explore", "--horizon", "1", "--replay", "2", "--allow-unreached",
+                 "E1-deadline", "--allow-unreached", "E2-deadline"]) == 0
     out = capsys.readouterr().out
     assert "states/s" in out and "symmetry reduction" in out and "table edges 6/6" in out
-    assert "memory agrees with the model" in out
-    assert main(["explore", "--ids", "3", "--horizon", "1", "--plant", "admits-one-more"]) == 1
-    out = capsys.readouterr().out
-    assert "I3 broken" in out and "shortest path (3 steps)" in out
+    assert "sometimes: 19/21 reached" in out and "memory agrees with the model" in out
 
 
 def test_cli_names_every_planted_bug_and_refuses_a_bad_world(
         capsys: pytest.CaptureFixture[str]) -> None:
-    from model.cli import PLANTED_BUGS
-
     assert set(PLANTED_BUGS) == set(PLANTED)
     assert main(["explore", "--policy", '{"ttl": -1}']) == 2
     assert "bad world" in capsys.readouterr().err
+    assert main(["explore", "--allow-unreached", "nothing-like-it"]) == 2
+    assert "no sometimes-property nothing-like-it" in capsys.readouterr().err
+
+
+def test_cli_says_a_search_stopped_short_is_no_pass(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explore", "--max-states", "100"]) == 1
+    assert "unknown, not a pass" in capsys.readouterr().out
+
+
+class _NoWorker(MemoryRunStore):
+    """A store that has no cleanup worker, and says so."""
+
+    capabilities = Capabilities(worker=False)
+
+    def start_cleanup_worker(self, interval: float) -> bool:
+        raise NotImplementedError("no cleanup worker")
 
 
 def test_replay_leaves_out_what_a_store_lacks() -> None:
-    """The example store has no worker: paths that start one are not replayed, the
-    rest are, and it conforms on them."""
-    from examples.simple_store import SimpleStore
-
-    out = replay_paths(WIDE, SimpleStore, 4, SimpleStore.capabilities)
+    """Paths calling what a store declares it lacks are not replayed, the rest are, and
+    it conforms on them; replayed regardless, they fail."""
+    out = replay_paths(WIDE, _NoWorker, 3, _NoWorker.capabilities)
     assert out.failure is None and out.programs > 100 and out.skipped > 0
-    unfiltered = replay_paths(WIDE, SimpleStore, 2)
+    unfiltered = replay_paths(WIDE, _NoWorker, 2)
     assert unfiltered.failure is not None and "start_cleanup_worker" in unfiltered.failure[0]
