@@ -182,13 +182,13 @@ class SqliteRunStore(WorkerMixin):
 
     def __init__(self, policy: Policy, clock: Clock = time.time,
                  path: str = ":memory:", *, synchronous: str = "FULL") -> None:
-        # C2: wall time by default, which survives a reboot (time.monotonic restarts at
-        # each boot, so a durable file's timestamps would jump back)
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise InvalidArgument("*", "n/a", f"D2: synchronous must be OFF, NORMAL, FULL or "
                                               f"EXTRA, got {synchronous!r}")
         self.policy = policy
         self.path = path
+        # C2: wall time by default, which survives a reboot (time.monotonic restarts at
+        # each boot, so a durable file's timestamps would jump back)
         self._clock = clock
         # FULL (the default): an acknowledged call survives even a power cut
         self._synchronous = synchronous

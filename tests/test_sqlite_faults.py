@@ -61,7 +61,7 @@ def _finished(store: SqliteRunStore, run_id: str) -> None:
     store.transition(run_id, Status.COMPLETED)
 
 
-# --- item 3: each call reads only the rows it changes --------------------------------------
+# --- item 3: a call reads only the rows it changes ------------------------------------------
 
 def _fill(path: str, terminal: int, active: int, at: float) -> None:
     """Add `terminal` completed and `active` running runs, all stamped `at`, straight into
@@ -176,7 +176,7 @@ def test_SqliteRunStore_sweep_ranges_agree_with_the_model_at_the_boundary(
     store.close()
 
 
-# --- item 4 (and W3): close and stop against start and a blocked sweep ----------------------
+# --- items 4 and 11: close and stop, against a start and against a blocked sweep (W3) ---
 
 class _PausingClock(VirtualClock):
     """A virtual clock that reports on the worker: `woken` when time woke a sleeper,
@@ -525,7 +525,7 @@ def test_sqlite_module_makes_its_directory_on_first_use_and_removes_it(
     assert list(temp.iterdir()) == []
 
 
-# --- item 9 and L1: a closed store ----------------------------------------------------------
+# --- calls after close: L1 comes first ------------------------------------------------------
 
 AFTER_CLOSE: list[tuple[str, Callable[[Any], object]]] = [
     ("start", lambda s: s.start(17)),
