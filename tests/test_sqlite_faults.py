@@ -457,6 +457,14 @@ def test_SqliteRunStore_unusable_path_is_a_typed_error(tmp_path: Path, kind: str
     assert repr(path) in str(raised.value) and "state:" in str(raised.value)
 
 
+def test_SqliteRunStore_unknown_synchronous_is_a_typed_error(tmp_path: Path) -> None:
+    """A `synchronous` SQLite does not know is InvalidArgument (D2), before any file is
+    made."""
+    with pytest.raises(InvalidArgument, match="D2"):
+        SqliteRunStore(Policy(), path=str(tmp_path / "x.sqlite3"), synchronous="SOMETIMES")
+    assert list(tmp_path.iterdir()) == []
+
+
 OPEN_READ_ONLY = textwrap.dedent("""
     import sys
     from model.policy import Policy
