@@ -3,16 +3,18 @@ SIGKILL of the server (append-only file, fsync always), and processes share one 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
 from two_processes import admitted_by_two_processes
 
-from model.errors import InvalidArgument
 from model.lifecycle import Status
 from model.policy import Policy
 from reference.redis import RedisRunStore
-from reference.redis_server import RedisServer
+from reference.redis_server import RedisServer, free_port
 
 
 @pytest.fixture
@@ -49,12 +51,40 @@ def test_RedisRunStore_two_processes_see_one_bounded_store(server: RedisServer) 
         assert len(store) == 50
 
 
-def test_RedisRunStore_keys_share_one_hash_slot(server: RedisServer) -> None:
-    """Every key carries the prefix's hash tag, so a cluster puts them in one slot."""
-    with RedisRunStore(Policy(ttl=5.0), url=server.url, prefix="app:{jobs}:") as store:
-        store.start("a")
-        store.transition("a", Status.CANCELLED)
-        keys = store._client.keys("*")
-    assert keys and all("{jobs}" in k for k in keys)
-    with pytest.raises(InvalidArgument):
-        RedisRunStore(Policy(), url=server.url, prefix="no-tag:")
+@pytest.mark.parametrize("stranger", ["redis-server", "bound socket"])
+def test_RedisServer_starts_elsewhere_when_its_port_is_taken(
+        server: RedisServer, monkeypatch: pytest.MonkeyPatch, stranger: str) -> None:
+    """The free port it picked is taken before the server binds it: by a process that
+    answers PING (another redis-server), or by a socket bound but not listening, so the
+    port looks free until the server's own bind fails. Either way the new server starts
+    on another port, and what answers there is its own process. The old helper took the
+    stranger for the new server, or pinged a dead port for 5 s."""
+    with socket.socket() as held:
+        if stranger == "redis-server":
+            taken = server.port
+        else:
+            held.bind(("127.0.0.1", 0))
+            taken = held.getsockname()[1]
+        ports = iter([taken, *(free_port() for _ in range(4))])
+        monkeypatch.setattr("reference.redis_server.free_port", lambda: next(ports))
+        other = RedisServer()
+    try:
+        assert other.port != taken
+        client = redis.Redis.from_url(other.url)
+        assert int(client.info("server")["process_id"]) == other.pid != server.pid
+        client.close()
+        if stranger == "bound socket":
+            assert "Address already in use" in other.output()  # it did try the port
+    finally:
+        other.stop()
+
+
+def test_RedisServer_that_cannot_start_says_why(tmp_path: Path) -> None:
+    """A server that exits at start-up fails at once, with its own output in the error
+    (the old helper sent it to /dev/null and pinged for 5 s)."""
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    with pytest.raises(RuntimeError) as raised:
+        RedisServer(directory=str(not_a_directory))
+    assert "chdir" in str(raised.value) or "directory" in str(raised.value).lower()
+    assert str(not_a_directory) in str(raised.value)
