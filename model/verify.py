@@ -99,13 +99,14 @@ def console() -> Console:
 
 
 def check_invariant(factory: StoreFactory, invariant: str, settings: Settings,
-                    capabilities: Any = None) -> Check:
+                    capabilities: Any = None, *, restart_all: bool = False) -> Check:
     """One verdict. I18 is a probe; I11 is the stateful run, then the start-race probe
     (a pass needs both: a race never exercised leaves it unknown); I17 is the stateful
     run with `restart` among its rules; the rest, the stateful run. A check the store's
-    declared capabilities leave out is "skipped"."""
+    declared capabilities leave out is "skipped". `restart_all`: check I17 whatever the
+    store declares (`verify`'s table shows which stores keep their runs)."""
     caps = capabilities if capabilities is not None else capabilities_of(factory)
-    why = caps.skipped().get(invariant)
+    why = None if restart_all and invariant == "I17" else caps.skipped().get(invariant)
     if why is not None:
         return Check(invariant, "skipped", 0, 0.0, note=f"not checked: the store {why}")
     if invariant == "I19":
@@ -198,7 +199,7 @@ def check_store(name: str, factory: StoreFactory, *, expected: Iterable[str] = (
     settings = settings or machine_settings(database=None, report_multiple_bugs=False)
     report = StoreReport(name, frozenset(expected), exact)
     for invariant in invariants or INVARIANTS:
-        report.checks.append(check_invariant(factory, invariant, settings))
+        report.checks.append(check_invariant(factory, invariant, settings, restart_all=True))
     return report
 
 
@@ -215,14 +216,14 @@ def check_many(stores: Sequence[tuple[str, StoreFactory, frozenset[str], bool]],
     results: dict[tuple[int, str], Check] = {}
     if jobs <= 1:
         for i, iid in tasks:
-            results[i, iid] = check_invariant(stores[i][1], iid, settings)
+            results[i, iid] = check_invariant(stores[i][1], iid, settings, restart_all=True)
             if progress:
                 progress(stores[i][0], results[i, iid])
     else:
         context = multiprocessing.get_context("spawn")  # no threads inherited by a fork
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(check_invariant, stores[i][1], iid, settings): (i, iid)
-                       for i, iid in tasks}
+            futures = {pool.submit(check_invariant, stores[i][1], iid, settings,
+                                   restart_all=True): (i, iid) for i, iid in tasks}
             for future in as_completed(futures):
                 i, iid = futures[future]
                 results[i, iid] = future.result()
@@ -280,7 +281,8 @@ def render(reports: Sequence[StoreReport], out: Console | None = None) -> None:
     for report in reports:
         for check in report.checks:
             if check.verdict == "fail" and check.counterexample:
-                exact = "1-minimal" if check.minimal else "minimizer budget spent"
+                exact = ("1-minimal" if check.minimal else "minimizer budget spent"
+                         if check.counterexample_program else "not a program")
                 out.print(f"\n[bold]{escape(report.name)}[/] breaks "
                           f"[red]{check.invariant}[/] ({INVARIANTS[check.invariant].title})"
                           f": {escape(check.differed)}\n  program, {check.steps} calls "

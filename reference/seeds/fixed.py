@@ -15,7 +15,9 @@ S1 (`FixedRunStore`):
 6. the worker is started under a lock, can be stopped, backs off, and logs a failure at
    the 1st, 2nd, 4th... in a row (it is `reference.worker.CleanupWorker`);
 7. a refused call undoes the prune it began with (runbound's rule I10);
-8. a TTL of 0 means "expire at once", not "off" (None is off).
+8. a TTL of 0 means "expire at once", not "off" (None is off);
+9. time never goes back: the store keeps the highest clock reading it has seen and uses
+   it when the clock reads less (runbound's rule C1).
 
 S2 (`FixedChatRunRegistry`):
 1. a terminal run is final: frames and status calls for it, or for an unknown id, are
@@ -28,6 +30,7 @@ S2 (`FixedChatRunRegistry`):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -75,9 +78,16 @@ class FixedRunStore(s1.RunStore):
         self._stale_after = stale_after
         self._max_artifacts = max_artifacts
         self._worker = CleanupWorker(self.prune_expired, self._clock)  # 6
+        self._high = -math.inf  # 9
+
+    def _now(self) -> float:
+        """9: one reading, never below the highest seen (the replica's `_now` refuses a
+        reading that is not a time)."""
+        self._high = max(self._high, super()._now())
+        return self._high
 
     def new_record(self, run_id: str, status: str = "processing") -> s1.RunRecord:
-        now = self._clock()
+        now = self._now()
         return FixedRunRecord(run_id=run_id, status=status, created_at=now, updated_at=now)
 
     @contextmanager
@@ -86,7 +96,7 @@ class FixedRunStore(s1.RunStore):
         with self._lock:
             saved = dict(self._runs)
             try:
-                yield self._clock()
+                yield self._now()
             except Exception:
                 self._runs = saved
                 raise
@@ -125,11 +135,11 @@ class FixedRunStore(s1.RunStore):
 
     def get_run(self, run_id: str) -> s1.RunRecord:
         with self._lock:
-            return self._visible(run_id, self._clock())  # 4
+            return self._visible(run_id, self._now())  # 4
 
     def list_runs(self, limit: int = 10) -> list[s1.RunRecord]:
         with self._lock:
-            now = self._clock()
+            now = self._now()
             runs = sorted((r for r in self._runs.values() if not self._expired(r, now)),
                           key=lambda r: r.updated_at, reverse=True)  # 4
             return runs[:limit]
