@@ -166,6 +166,7 @@ def _explore(args: argparse.Namespace) -> int:
     from model.errors import RunboundError
     from model.lifecycle import TRANSITIONS, Status
     from model.policy import Policy
+    from model.stateful import policy_to_json
     from reference.catalog import BROKEN, STORES
 
     try:
@@ -183,7 +184,8 @@ def _explore(args: argparse.Namespace) -> int:
         print(f"runbound explore: bad world: {error}", file=sys.stderr)
         return 2
     print(f"world: {world.ids} run ids, clock 0..{world.horizon}, worker every "
-          f"{world.interval}s, {world.policy}")
+          f"{world.interval}s, {world.events} append(s) per run, policy "
+          f"{json.dumps(policy_to_json(world.policy))}")
     if args.plant:
         print(f"planted bug: {args.plant}: {explore.PLANTED[args.plant][0]}")
     result = explore.explore(world, plant=args.plant, max_states=args.max_states)

@@ -5,6 +5,8 @@ paths replayed against a store catch the broken stores and pass the reference on
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,8 +24,10 @@ from model.explore import (
     Result,
     Transition,
     World,
+    actions,
     check_step,
     explore,
+    key,
     replay_paths,
     show_path,
     step,
@@ -111,6 +115,29 @@ def test_symmetry_reduction_is_exact() -> None:
     assert named.violation is None and named.complete
     assert named.states == reduced.named_states
     assert reduced.reduction > 3  # three ids: most states have 2 runs, named 6 ways
+
+
+def test_the_clock_mark_is_abstracted_exactly() -> None:
+    """The key leaves out the clock's high-water mark: in every state, every action gives
+    the same result and a successor with the same key, whether the store last read the
+    clock now or only when its newest timestamp was written."""
+    world = World(ids=2, horizon=2, events=0)
+    calls: dict[str, Any] = {op: spec.apply for op in (*spec.OPERATIONS, "worker")}
+    checked = [0]
+
+    def visit(node: Node, depth: int, path: tuple[Action, ...]) -> None:
+        stamps = [t for r in node.model.runs for t in (r.updated_at, r.terminated_at)
+                  if t is not None]
+        low = replace(node, model=replace(node.model, clock=max(stamps, default=-math.inf)))
+        high = replace(node, model=replace(node.model, clock=node.now))
+        for action in actions(node, world):
+            (a, x), (b, y) = step(low, action, world, calls), step(high, action, world, calls)
+            assert key(a) == key(b) and type(x) is type(y), (path, action, x, y)
+            assert isinstance(x, Exception) or x == y, (path, action, x, y)
+            checked[0] += 1
+
+    assert explore(world, visit=visit).complete
+    assert checked[0] > 10_000
 
 
 @pytest.mark.parametrize("plant", list(SHORTEST))
