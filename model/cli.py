@@ -212,16 +212,13 @@ def _explore(args: argparse.Namespace) -> int:
         print(f"incomplete: stopped at --max-states {args.max_states:,}; the states not "
               "reached were not checked (unknown, not a pass)")
         return 1
+    print("every invariant and E1, E2 hold in every state")
     print(f"sometimes: {len(result.reached)}/{len(explore.SOMETIMES)} reached")
     vacuous = [name for name in result.unreached if name not in args.allow_unreached]
     for name in result.unreached:
         allowed = " (allowed)" if name not in vacuous else ""
         print(f"vacuous: never reached {name}: {explore.SOMETIMES[name].about}{allowed}")
-    if vacuous:
-        print(f"this world checks nothing where it never reaches {', '.join(vacuous)}: "
-              "widen it, or pass --allow-unreached NAME")
-        return 1
-    print("every invariant and E1, E2 hold in every state")
+    code = 0
     if args.replay is not None:
         by_name = {e.name: e.factory for e in (*STORES, *BROKEN)}
         factory = by_name.get(args.store) or load_factory(args.store)
@@ -233,9 +230,15 @@ def _explore(args: argparse.Namespace) -> int:
               f"{replayed.seconds:.1f}s{left_out}")
         if replayed.failure is not None:
             print(replayed.failure[0])
-            return 1
-        print(f"{args.store} agrees with the model on every path up to {args.replay} calls")
-    return 0
+            code = 1
+        else:
+            print(f"{args.store} agrees with the model on every path up to {args.replay} "
+                  "calls")
+    if vacuous:  # last, so it is what a reader sees
+        print(f"vacuous: this world checks nothing where it never reaches "
+              f"{', '.join(vacuous)}: widen it, or pass --allow-unreached NAME")
+        code = 1
+    return code
 
 
 def _replay(args: argparse.Namespace) -> int:
