@@ -551,6 +551,8 @@ class StoreMachine(RuleBasedStateMachine):
 
     def _reopen(self) -> None:
         old = self._store()
+        if not self.observe:  # an end-only example looks once before the restart too
+            self.seen = self._observe()
         self._stop_observed(old.close)
         release = getattr(old, "release", None)
         if callable(release):

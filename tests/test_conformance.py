@@ -7,10 +7,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
+
+import pytest
 
 from examples.simple_store import SimpleStore
 from model.cli import main
+from model.clock import Clock
 from model.conformance import (
     Capabilities,
     StoreConformance,
@@ -19,6 +24,8 @@ from model.conformance import (
     load_factory,
 )
 from model.policy import Policy
+from model.records import Run
+from model.stateful import machine_for, policy_to_json
 from reference.broken import EvictsActiveStore
 from reference.memory import MemoryRunStore
 
@@ -33,22 +40,31 @@ class TestSimpleStoreByBaseClass(StoreConformance):
 
 
 def test_capabilities_are_read_from_the_store() -> None:
-    assert capabilities_of(SimpleStore) == Capabilities(worker=False, thread_safe=True)
+    assert capabilities_of(SimpleStore) == Capabilities(thread_safe=True)
     # undeclared: everything checked; a bare `thread_safe = True` turns on I19
     assert capabilities_of(MemoryRunStore) == Capabilities(thread_safe=True)
-    assert set(Capabilities(worker=False).skipped()) == {"I11", "I16", "I17", "I18", "I19"}
+    assert set(Capabilities(worker=False).skipped()) == {"I11", "I16", "I17", "I18", "I19",
+                                                         "E1", "E2"}
 
 
 def test_clock_granularity_rounds_the_checks_clock_steps() -> None:
     """A store keeping whole seconds sees the machine's 0.5 s step as 1 s."""
-    from model.stateful import machine_for
-
     machine = machine_for(MemoryRunStore, capabilities=Capabilities(clock_granularity=1.0))()
-    machine.setup(Policy(), started=[])
+    machine.perform({"op": "setup", "policy": policy_to_json(Policy())})
     before = machine.clock()
-    machine.advance_clock(0.5)
+    machine._clock(cast(Any, _Draw(0.5)))
     assert machine.clock() - before == 1.0
     machine.teardown()
+
+
+class _Draw:
+    """Stands for Hypothesis's `data` where a test picks the drawn value itself."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def draw(self, strategy: object) -> object:
+        return self.value
 
 
 def test_load_factory_names_module_and_attribute() -> None:
@@ -60,12 +76,12 @@ def test_conform_reports_a_broken_store_and_writes_replayable_counterexamples(
     code = main(["conform", "reference.broken:EvictsActiveStore", "--invariant", "I4",
                  "--invariant", "I1", "--out", str(tmp_path)])
     assert code == 1
-    trace = tmp_path / "EvictsActiveStore_I4.json"
+    trace = tmp_path / "reference_broken_EvictsActiveStore_I4.json"
     assert json.loads(trace.read_text())["invariant"] == "I4"
-    assert not (tmp_path / "EvictsActiveStore_I1.json").exists()  # I1 passed
+    assert not (tmp_path / "reference_broken_EvictsActiveStore_I1.json").exists()  # passed
     assert main(["replay", str(trace)]) == 1
     assert main(["replay", str(trace), "reference.memory:MemoryRunStore"]) == 0
-    test = tmp_path / "test_regression_EvictsActiveStore_I4.py"
+    test = tmp_path / "test_regression_reference_broken_EvictsActiveStore_I4.py"
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              str(test)], capture_output=True, text=True, cwd=Path.cwd())
     assert result.returncode == 1 and "I4" in result.stdout, result.stdout
@@ -75,3 +91,63 @@ def test_conform_passes_the_example_store(tmp_path: Path) -> None:
     assert main(["conform", "examples.simple_store:SimpleStore", "--examples", "50",
                  "--out", str(tmp_path)]) == 0
     assert list(tmp_path.iterdir()) == []
+
+
+_failed_once = False
+
+
+class FailsOnceStore(MemoryRunStore):
+    """Its first `start` in a process answers wrong; never again: a failure that does
+    not replay."""
+
+    def start(self, run_id: str) -> Run:
+        global _failed_once
+        run = super().start(run_id)
+        if not _failed_once:
+            _failed_once = True
+            return replace(run, created_at=run.created_at + 1)
+        return run
+
+
+def no_store(policy: Policy, clock: Clock) -> object:
+    return None
+
+
+def raising_factory(policy: Policy, clock: Clock) -> object:
+    raise RuntimeError("no database configured")
+
+
+def test_unknown_is_never_a_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                 ) -> None:
+    """A failure that does not replay is "unknown": the run exits 1 and says why, unless
+    the user tolerates unknowns."""
+    args = ["conform", "test_conformance:FailsOnceStore", "--invariant", "I13", "--jobs",
+            "1", "--out", str(tmp_path)]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "0 pass, 0 fail, 1 unknown" in out and "unknown I13:" in out, out
+    global _failed_once
+    _failed_once = False
+    assert main([*args, "--allow-unknown"]) == 0
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("test_conformance:raising_factory", "no database configured"),
+    ("test_conformance:no_store", "not a store"),
+    ("nosuchmodule:factory", "cannot import"),
+    ("reference.memory:NoSuchStore", "no attribute"),
+    ("reference.memory", "expected package.module:factory"),
+])
+def test_a_factory_that_cannot_build_a_store_is_a_usage_error(
+        spec: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["conform", spec]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err, err
+
+
+def test_the_cli_refuses_names_it_does_not_know(capsys: pytest.CaptureFixture[str]
+                                                ) -> None:
+    assert main(["verify", "--store", "nosuchstore"]) == 2
+    assert "no store matches nosuchstore" in capsys.readouterr().err
+    assert main(["conform", "reference.memory:MemoryRunStore", "--invariant", "I99"]) == 2
+    assert "no such invariant: I99" in capsys.readouterr().err
