@@ -35,9 +35,15 @@ from rich.table import Table
 from model import linearizability, probes
 from model.capabilities import Capabilities, capabilities_of
 from model.invariants import INVARIANTS, InvariantViolation
-from model.minimize import minimize
+from model.minimize import minimize, run_program
 from model.protocol import StoreFactory
-from model.stateful import MINIMIZE_REPLAYS, machine_for, machine_settings, profile_name
+from model.stateful import (
+    MINIMIZE_REPLAYS,
+    CheckUnknown,
+    machine_for,
+    machine_settings,
+    profile_name,
+)
 
 Verdict = Literal["pass", "fail", "unknown", "skipped"]
 
@@ -98,13 +104,30 @@ def console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160)
 
 
+#: the counterexamples `runbound seeds` committed: replayed first by `verify`, so a
+#: defect once found is found in every run, however rare it is to draw (a fuzzer's corpus)
+CORPUS = Path(__file__).resolve().parent.parent / "specs" / "seeds.json"
+
+
+def corpus(invariant: str, path: Path = CORPUS) -> list[list[dict[str, Any]]]:
+    """The committed programs that broke `invariant` in some store (none if the file is
+    absent, as in an installed wheel)."""
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text())
+    return [row["counterexample_program"] for row in rows
+            if row.get("invariant") == invariant and row.get("counterexample_program")]
+
+
 def check_invariant(factory: StoreFactory, invariant: str, settings: Settings,
-                    capabilities: Any = None, *, restart_all: bool = False) -> Check:
+                    capabilities: Any = None, *, restart_all: bool = False,
+                    programs: Sequence[Sequence[dict[str, Any]]] = ()) -> Check:
     """One verdict. I18 is a probe; I11 is the stateful run, then the start-race probe
     (a pass needs both: a race never exercised leaves it unknown); I17 is the stateful
     run with `restart` among its rules; the rest, the stateful run. A check the store's
     declared capabilities leave out is "skipped". `restart_all`: check I17 whatever the
-    store declares (`verify`'s table shows which stores keep their runs)."""
+    store declares (`verify`'s table shows which stores keep their runs). `programs`:
+    replayed before the search (a corpus of earlier counterexamples)."""
     caps = capabilities if capabilities is not None else capabilities_of(factory)
     why = None if restart_all and invariant == "I17" else caps.skipped().get(invariant)
     if why is not None:
@@ -113,7 +136,7 @@ def check_invariant(factory: StoreFactory, invariant: str, settings: Settings,
         return _linearizable(factory, caps)
     if invariant == "I18":
         return _from_probe(invariant, lambda: probes.probe_failing_sweeps(factory))
-    check = _stateful(factory, invariant, settings, caps)
+    check = _stateful(factory, invariant, settings, caps, programs)
     if invariant == "I11" and check.verdict == "pass":
         race = _from_probe(invariant, lambda: probes.probe_start_race(factory))
         if race.verdict != "pass":
@@ -158,11 +181,20 @@ def _from_probe(invariant: str, probe: Callable[[], probes.ProbeResult]) -> Chec
 
 
 def _stateful(factory: StoreFactory, invariant: str, settings: Settings,
-              capabilities: Any = None) -> Check:
+              capabilities: Any = None, programs: Sequence[Sequence[dict[str, Any]]] = ()
+              ) -> Check:
     durable = bool(getattr(capabilities, "durable", False))
     machine = machine_for(factory, enforce={invariant}, capabilities=capabilities,
                           restarts=invariant == "I17" or durable)
     began = time.perf_counter()
+    for program in programs:
+        try:
+            replayed = run_program(factory, program, {invariant}, capabilities)
+        except CheckUnknown:
+            continue
+        if replayed is not None:
+            return _failed(factory, invariant, capabilities, replayed,
+                           round(time.perf_counter() - began, 3), 0)
     try:
         # generation only: Hypothesis's shrinker is bounded by wall-clock seconds, ours
         # (model.minimize) by replays, so the same failure gives the same program on a
@@ -172,16 +204,8 @@ def _stateful(factory: StoreFactory, invariant: str, settings: Settings,
             phases=[p for p in settings.phases if p is not Phase.shrink]))
     except InvariantViolation as violation:
         found = machine.first_seen.get(invariant, time.perf_counter())
-        seconds = round(found - began, 3)
-        small = minimize(factory, list(violation.program), invariant, capabilities,
-                         budget=MINIMIZE_REPLAYS[profile_name()])
-        if small is None:
-            return Check(invariant, "unknown", machine.calls[0], seconds,
-                         note="failed once, then passed on replay (threads? a store that "
-                              "depends on something outside the program)")
-        v = small.violation
-        return Check(invariant, "fail", max(len(v.trace) - 1, 0), seconds, list(v.trace),
-                     str(v).splitlines()[0], list(v.program), v.differed, small.minimal)
+        return _failed(factory, invariant, capabilities, violation,
+                       round(found - began, 3), machine.calls[0])
     except hypothesis_errors.Flaky as flaky:
         return Check(invariant, "unknown", machine.calls[0],
                      round(time.perf_counter() - began, 3),
@@ -191,6 +215,21 @@ def _stateful(factory: StoreFactory, invariant: str, settings: Settings,
                      round(time.perf_counter() - began, 3),
                      note=f"{type(error).__name__}: {error}"[:300])
     return Check(invariant, "pass", machine.calls[0], round(time.perf_counter() - began, 3))
+
+
+def _failed(factory: StoreFactory, invariant: str, capabilities: Any,
+            violation: InvariantViolation, seconds: float, calls: int) -> Check:
+    """A violation found: its program made 1-minimal by replay, or "unknown" if it does
+    not replay."""
+    small = minimize(factory, list(violation.program), invariant, capabilities,
+                     budget=MINIMIZE_REPLAYS[profile_name()])
+    if small is None:
+        return Check(invariant, "unknown", calls, seconds,
+                     note="failed once, then passed on replay (threads? a store that "
+                          "depends on something outside the program)")
+    v = small.violation
+    return Check(invariant, "fail", max(len(v.trace) - 1, 0), seconds, list(v.trace),
+                 str(v).splitlines()[0], list(v.program), v.differed, small.minimal)
 
 
 def check_store(name: str, factory: StoreFactory, *, expected: Iterable[str] = (),
@@ -216,14 +255,16 @@ def check_many(stores: Sequence[tuple[str, StoreFactory, frozenset[str], bool]],
     results: dict[tuple[int, str], Check] = {}
     if jobs <= 1:
         for i, iid in tasks:
-            results[i, iid] = check_invariant(stores[i][1], iid, settings, restart_all=True)
+            results[i, iid] = check_invariant(stores[i][1], iid, settings, restart_all=True,
+                                              programs=corpus(iid))
             if progress:
                 progress(stores[i][0], results[i, iid])
     else:
         context = multiprocessing.get_context("spawn")  # no threads inherited by a fork
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             futures = {pool.submit(check_invariant, stores[i][1], iid, settings,
-                                   restart_all=True): (i, iid) for i, iid in tasks}
+                                   restart_all=True, programs=corpus(iid)): (i, iid)
+                       for i, iid in tasks}
             for future in as_completed(futures):
                 i, iid = futures[future]
                 results[i, iid] = future.result()

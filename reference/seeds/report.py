@@ -68,7 +68,7 @@ def rows_from_verify(verify: dict[str, Any]) -> list[dict[str, Any]]:
             fixed = checks.get((f"fixed:{seed}", iid))
             if replica is None or (replica["verdict"] != "fail" and (seed, iid) not in KNOWN):
                 continue
-            seen = replica["note"].split(" broken: ", 1)[-1]
+            seen = replica.get("differed") or replica["note"]
             defect = KNOWN.get((seed, iid)) or f"found by the checker: {seen}"
             rows.append({
                 "seed": seed, "invariant": iid, "defect": defect,
