@@ -209,6 +209,15 @@ def _evicted(t: Transition, w: World) -> bool:
     return any(not spec.expired(r, w.policy, t.before.now) for r in _gone(t))
 
 
+def _evicted_beside_active(t: Transition, w: World) -> bool:
+    """The cap evicted a run while another run stayed active through the step (the same
+    run: its `seq`, not a new start under its id): where I4 decides something."""
+    if not _evicted(t, w):
+        return False
+    active = {(r.run_id, r.seq) for r in t.before.model.runs if r.active}
+    return any(r.active and (r.run_id, r.seq) in active for r in t.after.model.runs)
+
+
 def _expired(t: Transition, w: World) -> bool:
     return any(spec.expired(r, w.policy, t.before.now) for r in _gone(t))
 
@@ -283,6 +292,8 @@ SOMETIMES: dict[str, Sometimes] = {
     "V2-expired": Sometimes("a call on a run past its TTL (UnknownRun, V2)",
                             _unknown_by("V2")),
     "cap-eviction": Sometimes("a run evicted by max_terminal", _evicted),
+    "eviction-beside-active": Sometimes("the cap evicted a run while another stayed "
+                                        "active (what I4 judges)", _evicted_beside_active),
     "ttl-expiry": Sometimes("a run dropped past its TTL", _expired),
     "lease-reap": Sometimes("an active run reaped to failed by the lease", _reaped),
     "E1-deadline": Sometimes("the worker dropped an expired run the next tick would have "
