@@ -129,11 +129,12 @@ def step_violations(before: Observation, after: Observation, *, op: str,
     it was past its lease (any sweep may reap it, and the cap evict it)."""
     out: list[Violation] = []
     run_id = args[0] if args else None
+    call = f"{op}({'' if run_id is None else repr(run_id)})"
     old, new = before.by_id(), after.by_id()
     if refused and (old != new or before.workers != after.workers):
         changed = sorted((k for k in old.keys() | new.keys() if old.get(k) != new.get(k)),
                          key=repr)
-        out.append(("I10", f"refused {op}({run_id!r}) changed runs {changed} "
+        out.append(("I10", f"refused {call} changed runs {changed} "
                            f"(workers {before.workers} -> {after.workers})"))
     finished = (op == "transition" and not refused and len(args) > 1
                 and str(args[1]) in {s.value for s in TERMINAL})
@@ -144,7 +145,7 @@ def step_violations(before: Observation, after: Observation, *, op: str,
             reapable = policy is not None and stale(was, policy, now)
             if was.active and not ended_here and not reapable:
                 out.append(("I4", f"active run {rid!r} ({was.status}) was evicted by "
-                                  f"{op}({run_id!r})"))
+                                  f"{call}"))
             continue
         if op == "start" and rid == run_id and not refused:
             continue  # a new run under an old id
