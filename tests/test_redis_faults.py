@@ -295,6 +295,34 @@ def test_RedisRunStore_unanswered_call_is_OutcomeUnknown(
     admin.close()
 
 
+def test_redis_lua_replays_a_recorded_reply_and_turns_away_a_late_copy(
+        stores: Callable[..., RedisRunStore], server: RedisServer, clock: VirtualClock) -> None:
+    """The record itself, without a stall: a request sent twice is applied once, the
+    second copy getting the first's reply exactly (ids of any bytes, empty lists, a
+    refusal) and writing nothing; once acknowledged, a late copy is turned away (N1),
+    writing nothing either."""
+    store = stores(Policy(max_events_per_run=1))
+    admin = redis.Redis.from_url(server.url)
+    rid = "ERR\x00😀"
+    calls = [("start", [rid]), ("transition", [rid, "running"]), ("append", [rid, ""]),
+             ("append", [rid, "x"]), ("prune", []), ("heartbeat", ["nope"])]
+    for n, (op, args) in enumerate(calls):
+        argv = script_args(op, f"{n:032x}", repr(clock()), store.policy, [], *args)
+        first = store._script(keys=[store.prefix], args=argv)
+        state = store_keys(admin, store.prefix)
+        clock.advance(1.0)  # a retry carries its first reading; time has moved meanwhile
+        assert store._script(keys=[store.prefix], args=argv) == first
+        assert store_keys(admin, store.prefix) == state
+    assert store.get(rid).events == ("x",)
+    acknowledge = script_args("get", "", repr(clock()), store.policy, [f"{0:032x}"], rid)
+    store._script(keys=[store.prefix], args=acknowledge)
+    state = store_keys(admin, store.prefix)
+    late = script_args("start", f"{0:032x}", repr(clock()), store.policy, [], rid)
+    assert store._script(keys=[store.prefix], args=late)[:2] == ["err", "OutcomeUnknown"]
+    assert store_keys(admin, store.prefix) == state
+    admin.close()
+
+
 # --- item 7: every call that reads the clock raises the mark ---------------------------
 
 def test_RedisRunStore_every_clocked_call_raises_the_mark(
@@ -498,6 +526,6 @@ def test_Run_values_cross_the_boundary_exactly(stores: Callable[..., RedisRunSto
     """Times travel as exact decimal strings: a clock reading that 14 digits would round
     comes back as it was read."""
     store = stores()
-    clock.step(0.1 + 1e-9)
+    clock.step(1 / 3)  # 1000.3333333333334: 17 significant digits
     run = store.start("a")
     assert run == Run("a", Status.PENDING, clock(), clock(), seq=run.seq)
