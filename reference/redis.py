@@ -168,6 +168,9 @@ class _WorkerLink:
         connection.on_connect()
 
     def cut(self) -> None:
+        """Sever every connection, now and to come. A sweep already sent stays in the
+        stalled server's buffers and runs when it resumes -- no client can take back
+        bytes it has sent -- but it was started before the stop, and none starts after."""
         with self._lock:
             self._cut = True
             connections = list(self._connections)
