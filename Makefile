@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup verify test lint bench notebooks
+.PHONY: setup verify test lint bench notebooks soak
 
 setup:
 	@./scripts/bootstrap
@@ -26,3 +26,8 @@ bench: setup
 # re-execute the notebooks at full size and write their outputs (the tests run them small)
 notebooks: setup
 	$(PY) -m model.notebooks
+
+# the reliability suite at full size (crashes, stalls, threads, malformed calls, runs that
+# never finish), about 20 minutes; the tests run each part small
+soak: setup
+	$(PY) -m model.soak
