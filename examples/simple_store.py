@@ -248,10 +248,11 @@ class SimpleStore:
     def _launch(self, seconds: float) -> None:
         # a fresh event per thread: a thread still winding down from an earlier stop keeps
         # its own set event and cannot be revived by this start
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, args=(seconds, self._stop),
-                                        name=self._name, daemon=True)
-        self._worker.start()
+        stop = threading.Event()
+        thread = threading.Thread(target=self._work, args=(seconds, stop), name=self._name,
+                                  daemon=True)
+        self._worker, self._stop = thread, stop
+        thread.start()
 
     def _work(self, interval: float, stop: threading.Event) -> None:
         """W2: wait `interval` on the store's own clock, then sweep as `prune()` does. A
