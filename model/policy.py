@@ -14,8 +14,11 @@ from enum import StrEnum
 
 from model.errors import PolicyError
 
-#: the largest cap: what a signed 64-bit integer holds (the same bound as model.spec's)
+#: the largest limit and cursor position: what a signed 64-bit integer holds, so a store
+#: in any language can take every value the spec accepts (model.spec's L2, L3)
 MAX_INT = 2**63 - 1
+#: the largest finite float
+_FLOAT_MAX = sys.float_info.max
 
 
 class SweepMode(StrEnum):
@@ -79,11 +82,10 @@ def _check_number(name: str, value: object, *, integral: bool) -> None:
         kind = "an int" if integral else "a number"
         raise PolicyError(name, value, f"P1: {name} must be {kind} or None, got {value!r}")
     assert isinstance(value, int | float)
-    # an int too large for a float (10**400) is no more finite to a store than inf is
-    finite = (value <= MAX_INT if integral
-              else (isinstance(value, float) and math.isfinite(value)) or
-              (isinstance(value, int) and value <= sys.float_info.max))
-    if not finite or value < 0:
-        limit = "<= 2**63-1" if integral else "finite"
-        shown = repr(value) if len(repr(value)) <= 40 else f"<{type(value).__name__} too large>"
-        raise PolicyError(name, shown, f"P1: {name} must be {limit} and >= 0, got {shown}")
+    # an int too large for a float (10**400) is no more finite to a store than inf is;
+    # checked first, since math.isnan cannot take it. (Caps have no upper bound here: a
+    # cap past any store's size is as good as none.)
+    if not integral and isinstance(value, int) and value > _FLOAT_MAX:
+        raise PolicyError(name, "<int too large>", f"P1: {name} must be finite and >= 0")
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise PolicyError(name, value, f"P1: {name} must be finite and >= 0, got {value!r}")

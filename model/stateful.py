@@ -23,6 +23,7 @@ per run, so an early, common violation cannot hide a rarer one.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -495,6 +496,10 @@ class StoreMachine(RuleBasedStateMachine):
     def perform(self, step: Step) -> tuple[object, object]:
         """Do one step and check it. Returns (model's result, store's result) for calls."""
         type(self).calls[0] += 1
+        # as JSON and back: the program is data a file can hold, and every value is a
+        # plain one (on Hypothesis's CrossHair backend a drawn value may be symbolic, and
+        # must not reach the store's threads)
+        step = json.loads(json.dumps(step))
         op = step["op"]
         args = tuple(from_json(a) for a in step.get("args", []))
         if op == "setup":

@@ -15,6 +15,7 @@ from hypothesis import settings
 from model.invariants import VIOLATIONS
 from model.stateful import machine_for, profile_name
 from reference.broken import EvictsActiveStore
+from reference.memory import MemoryRunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CROSSHAIR = Path(sys.executable).parent / "crosshair"
@@ -22,17 +23,20 @@ CROSSHAIR = Path(sys.executable).parent / "crosshair"
 BUDGET = {"default": 3, "thorough": 60, "crosshair": 10}[profile_name()]
 
 
-def crosshair(target: str) -> subprocess.Popen[str]:
+def crosshair(target: str, budget: float = BUDGET) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [str(CROSSHAIR), "check", "--analysis_kind=PEP316",
-         f"--per_condition_timeout={BUDGET}", target],
+         f"--per_condition_timeout={budget}", target],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def test_model_contracts_hold_and_the_planted_violation_is_found() -> None:
     # both searches at once: each is one process on one core
-    model, planted = crosshair("model.spec"), crosshair("tests/crosshair_planted.py")
+    # the planted violation gets CPU seconds enough to be found every time (about 4 s of
+    # CrossHair's search); the search stops at the first counterexample
+    model = crosshair("model.spec")
+    planted = crosshair("tests/crosshair_planted.py", max(BUDGET, 20))
     model_out, _ = model.communicate(timeout=600)
     planted_out, _ = planted.communicate(timeout=600)
     assert model.returncode == 0 and model_out.strip() == "", model_out
@@ -49,10 +53,23 @@ def test_the_model_states_contracts_for_crosshair() -> None:
         assert "post:" in (fn.__doc__ or ""), fn.__name__
 
 
+def test_stateful_check_runs_on_the_crosshair_backend() -> None:
+    """The whole machine runs on CrossHair's backend: its symbolic draws never reach the
+    store or its threads (each step is made plain data first; before that, a symbolic
+    worker interval crashed CrossHair inside the worker thread)."""
+    machine = machine_for(MemoryRunStore, name="CrosshairMemory")
+    case = machine.TestCase
+    case.settings = settings(case.settings, backend="crosshair", max_examples=5,
+                             stateful_step_count=6, database=None)
+    case("runTest").runTest()
+
+
+@pytest.mark.skipif(profile_name() != "crosshair", reason="a long run: minutes of "
+                    "symbolic search; RUNBOUND_PROFILE=crosshair runs it")
 def test_stateful_check_on_the_crosshair_backend_catches_a_broken_store() -> None:
     machine = machine_for(EvictsActiveStore, name="CrosshairEvictsActive", enforce={"I4"})
     case = machine.TestCase
-    case.settings = settings(case.settings, backend="crosshair", max_examples=200,
+    case.settings = settings(case.settings, backend="crosshair", max_examples=400,
                              stateful_step_count=15, database=None)
     with pytest.raises(VIOLATIONS["I4"]):
         case("runTest").runTest()
