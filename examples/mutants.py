@@ -105,6 +105,12 @@ _WORKER_START = (
     "            self._launch(seconds)",
     "            return True",
 )
+_COUNT = (
+    "    def cleanup_workers_alive(self) -> int:",
+    '        """Counted from the interpreter\'s threads by the name this store gives its worker,',
+    '        not remembered: a thread no handle knows of is counted too (I11)."""',
+    "        return sum(1 for t in threading.enumerate() if t.name == self._name)",
+)
 _MUTATION = (
     "        before = dict(self._runs)",
     "        now = self._now(run_id)",
@@ -304,6 +310,22 @@ def _all_mutants() -> tuple[Mutant, ...]:
           "        return sum(1 for t in threading.enumerate() if t.name == self._name)",
           "        return int(self._worker is not None)", 2,
           "start_cleanup_worker(5); stop_cleanup_worker() (the store counts 1, no thread runs)"),
+        m("handle-counted-worker", "worker",
+          _lines("        with self._lock:", "            thread = self._worker",
+                 "            running = thread is not None and thread.is_alive()",
+                 "            self._stop.set()",
+                 "        if thread is not None and running and thread is not "
+                 "threading.current_thread():",
+                 "            thread.join(timeout)",
+                 "        return running", "", *_COUNT),
+          _lines("        with self._lock:",
+                 "            thread, self._worker = self._worker, None",
+                 "            running = thread is not None and thread.is_alive()",
+                 "            self._stop.set()  # it ends on its own",
+                 "        return running", "", *_COUNT[:-1],
+                 "        return int(self._worker is not None and self._worker.is_alive())"), 2,
+          "start_cleanup_worker(5); stop_cleanup_worker() (returns, the store counts 0, its "
+          "thread still runs)"),
         m("close-leaves-worker-running", "worker",
           _lines("            self._closed = True", "            thread = self._worker",
                  "            self._stop.set()",
@@ -356,10 +378,16 @@ def _all_mutants() -> tuple[Mutant, ...]:
           "            self._runs[rid] = self._runs.pop(rid)  # most recently used last\n"
           "            return run\n", 4,
           'start("a"); start("b"); get("a"); list_runs(1) (a, not b)'),
+        m("list-refreshes-its-runs", "lru",
+          "            page = matching[:count]\n",
+          "            page = matching[:count]\n"
+          "            for r in page:  # what was just read is kept longest\n"
+          "                self._runs[r.run_id] = self._runs.pop(r.run_id)\n", 4,
+          'start("a"); start("b"); list_runs(2); list_runs(1) (a, not b)'),
         # --- sequential rules --------------------------------------------------------------
         m("cap-evicts-active", "sequential",
           _lines("        ended = sorted((r for r in self._runs.values() if r.terminated_at is "
-                 "not None),", "                       key=_eviction_key)"),
+                 "not None),", "                       key=_terminated_at)"),
           "        ended = sorted(self._runs.values(), key=lambda r: r.seq)\n", 2,
           'max_terminal=0: start("a"); prune()'),
         m("cap-off-by-one", "sequential",
@@ -380,8 +408,8 @@ def _all_mutants() -> tuple[Mutant, ...]:
           "reaped a, expired at once)"),
         m("lease-reaps-terminal-runs", "sequential",
           "run.terminated_at is None and lease is not None", "lease is not None", 3,
-          'sweep=background, stale_after=0: start("a"); transition("a", "completed"); prune() '
-          "(a completed run reaped to failed)"),
+          'sweep=background, stale_after=0: start("a"); transition("a", "cancelled"); prune() '
+          "(a cancelled run reaped to failed)"),
         m("append-event-keeps-lease", "sequential",
           "dropped_events=dropped,\n                                          updated_at=now)",
           "dropped_events=dropped)", 3,
@@ -564,9 +592,11 @@ def verdicts(names: Iterable[str], *, examples: int | None = None, jobs: int = 1
     return out
 
 
-def summary(results: Sequence[Verdict]) -> dict[str, object]:
+def summary(results: Sequence[Verdict], examples: int | None, jobs: int
+            ) -> dict[str, object]:
     """The kill rate, the median seconds to the first failure, and the median of the
-    reported program's length over the minimal one, with every verdict."""
+    reported program's length over the minimal one, with every verdict. (A probe's
+    "length" is the number of lines it reports, not calls: its ratio means little.)"""
     caught = [r for r in results if r.caught_by is not None]
     firsts = [r.seconds_to_first_failure for r in caught
               if r.seconds_to_first_failure is not None]
@@ -578,6 +608,7 @@ def summary(results: Sequence[Verdict]) -> dict[str, object]:
             "median_reported_over_minimal":
                 round(statistics.median(ratios), 2) if ratios else None,
             "survivors": [r.name for r in results if r.caught_by is None],
+            "examples_per_invariant": examples, "jobs": jobs,
             "results": [asdict(r) for r in results]}
 
 
@@ -600,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = verdicts(args.names or list(MUTANTS), examples=args.examples, jobs=args.jobs,
                        progress=lambda r: print(line(r), flush=True))
-    report = summary(results)
+    report = summary(results, args.examples, args.jobs)
     print(f"caught {report['caught']} of {report['mutants']}; median seconds to the first "
           f"failure {report['median_seconds_to_first_failure']}; median reported/minimal "
           f"length {report['median_reported_over_minimal']}")

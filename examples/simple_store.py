@@ -79,10 +79,9 @@ def _has_surrogate(text: str) -> bool:
     return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
-def _eviction_key(run: Run) -> tuple[float, int]:
-    """policy.md max_terminal: the oldest terminated_at goes first, then the oldest start."""
-    assert run.terminated_at is not None
-    return (run.terminated_at, run.seq)
+def _terminated_at(run: Run) -> float:
+    assert run.terminated_at is not None  # called on terminal runs only
+    return run.terminated_at
 
 
 class SimpleStore:
@@ -407,8 +406,10 @@ class SimpleStore:
         cap = self.policy.max_terminal
         if cap is None:
             return []
+        # sorted() is stable and the dict is in start order: runs that terminated at the
+        # same time go oldest started first
         ended = sorted((r for r in self._runs.values() if r.terminated_at is not None),
-                       key=_eviction_key)
+                       key=_terminated_at)
         victims = [r.run_id for r in ended[:max(0, len(ended) - cap)]]
         for rid in victims:
             del self._runs[rid]
