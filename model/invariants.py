@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from model.lifecycle import TERMINAL, TRANSITIONS
 from model.policy import Policy
 from model.records import Run
-from model.spec import ModelState, expired, stale
+from model.spec import ModelState, expired, shown, stale
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,7 @@ def step_violations(before: Observation, after: Observation, *, op: str,
     it was past its lease (any sweep may reap it, and the cap evict it)."""
     out: list[Violation] = []
     run_id = args[0] if args else None
-    call = f"{op}({'' if run_id is None else repr(run_id)})"
+    call = f"{op}({'' if run_id is None else shown(run_id)})"
     old, new = before.by_id(), after.by_id()
     if refused and (old != new or before.workers != after.workers):
         changed = sorted((k for k in old.keys() | new.keys() if old.get(k) != new.get(k)),

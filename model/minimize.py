@@ -83,6 +83,11 @@ def minimize(factory: StoreFactory, program: Sequence[Step], invariant: str,
     if found is None:
         return None
     best, found = _plain_ids(best, found, fails)
+    if best[0].get("observe") is False:  # observed after every step is the plainer story
+        candidate = [{**best[0], "observe": True}, *best[1:]]
+        violation = fails(candidate)
+        if violation is not None:
+            best, found = candidate, violation
     minimal = False
     while replays < budget:
         simpler, found = _simplify_policy(best, found, fails)

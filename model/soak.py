@@ -9,10 +9,12 @@ The parts, each a function of its size, so the tests reuse them:
    nothing beyond what was attempted), pass `PRAGMA integrity_check`, and keep its
    counters (meta `active`, `terminal`, `len()`) equal to its rows.
 2. `redis_kills`: the redis-server (append-only, fsync always) is SIGKILLed mid-workload
-   and restarted on its files while the client retries; the store must equal the model
-   after the calls it acknowledged. `redis_stalls`: the server is stopped (SIGSTOP) under
-   threads appending events through a client that times out and retries: every append is
-   applied once (sequence numbers consecutive, the buffer exactly what was acknowledged).
+   and restarted on its files, while the client retries or after it has given up; the
+   store must equal the model after the calls it acknowledged, and a call it gave up on
+   (OutcomeUnknown) must be found applied or not, wholly. `redis_stalls`: the server is
+   stopped (SIGSTOP) under threads appending events through a client that times out and
+   retries: every append is applied once (sequence numbers consecutive, the buffer
+   exactly what was acknowledged).
 3. `threads_soak`: 8 threads of random calls on a store with every cap set, on the real
    clock, its own cleanup worker running, and a sampler that checks the bounds at every
    sample and that no run a thread holds active is gone unless the lease allowed it.

@@ -416,7 +416,7 @@ def _has_surrogate(text: str) -> bool:
     return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """`value` for a message, short, whatever it is (an int past Python's int-string
     limit has no repr)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
@@ -431,10 +431,10 @@ def check_run_id(run_id: object) -> str:
     str may hold -- quotes, NUL, newlines, braces, "ERR" -- is a valid id, kept exactly."""
     if (not isinstance(run_id, str) or not 1 <= len(run_id) <= MAX_RUN_ID_LENGTH
             or _has_surrogate(run_id)):
-        shown = run_id if isinstance(run_id, str) and len(run_id) <= 40 else _shown(run_id)
-        raise InvalidArgument(shown, "n/a", f"R1: a run id is a str of 1 to "
+        named = run_id if isinstance(run_id, str) and len(run_id) <= 40 else shown(run_id)
+        raise InvalidArgument(named, "n/a", f"R1: a run id is a str of 1 to "
                               f"{MAX_RUN_ID_LENGTH} characters with no surrogate, got "
-                              f"{type(run_id).__name__} {_shown(run_id)}")
+                              f"{type(run_id).__name__} {shown(run_id)}")
     return run_id
 
 
@@ -443,7 +443,7 @@ def check_limit(limit: object) -> int:
     if (isinstance(limit, bool) or not isinstance(limit, int)
             or not 1 <= limit <= MAX_INT):
         raise InvalidArgument("*", "n/a", f"L2: limit must be an int from 1 to 2**63-1, "
-                                          f"got {_shown(limit)}")
+                                          f"got {shown(limit)}")
     return limit
 
 
@@ -451,7 +451,7 @@ def check_payload(run_id: object, payload: object) -> str:
     """R3: a str with no surrogate, of any length."""
     if not isinstance(payload, str) or _has_surrogate(payload):
         raise InvalidArgument(run_id, "n/a", f"R3: a payload is a str with no surrogate, "
-                              f"got {type(payload).__name__} {_shown(payload)}")
+                              f"got {type(payload).__name__} {shown(payload)}")
     return payload
 
 
@@ -481,7 +481,7 @@ def check_interval(interval: object) -> float:
         ok = math.isfinite(cast(float, interval)) and 0 < cast(float, interval) <= MAX_INTERVAL
     if not ok:
         raise InvalidArgument("*", "n/a", f"W1: worker interval must be a number with "
-                              f"0 < interval <= {MAX_INTERVAL:g}, got {_shown(interval)}")
+                              f"0 < interval <= {MAX_INTERVAL:g}, got {shown(interval)}")
     return float(cast(float, interval))
 
 
@@ -494,7 +494,7 @@ def parse_cursor(cursor: object) -> int | None:
     if (not isinstance(cursor, str) or not 1 <= len(cursor) <= _CURSOR_DIGITS
             or not cursor.isascii() or not cursor.isdigit() or int(cursor) > MAX_INT):
         raise InvalidArgument("*", "n/a", f"L3: a cursor must come from a previous page of "
-                              f"this store, got {_shown(cursor)}")
+                              f"this store, got {shown(cursor)}")
     return int(cursor)
 
 

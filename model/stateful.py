@@ -238,17 +238,13 @@ def same_result(expected: object, actual: object) -> bool:
 
 
 def shown(value: object) -> str:
-    """A value for a report: short, and safe for any value (an int past Python's
-    int-string limit has no repr)."""
+    """A result or argument for a report: an error by its class and message, a status by
+    its name, any other value short and safe (`spec.shown`)."""
     if isinstance(value, BaseException):
         return f"{type(value).__name__}({value})"
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"<int of {value.bit_length()} bits>"
-    if isinstance(value, str | bytes) and len(value) > 40:
-        return f"{value[:24]!r}...<{len(value)} long>"
     if isinstance(value, Status):
         return repr(value.value)
-    return repr(value)
+    return spec.shown(value)
 
 
 Step = dict[str, Any]
