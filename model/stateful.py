@@ -77,9 +77,10 @@ PROFILES: dict[str, dict[str, Any]] = {
 #: replays the minimizer may spend on one counterexample (`model.minimize`): effort, not
 #: seconds, so a loaded machine reports the same program
 MINIMIZE_REPLAYS = {"default": 600, "thorough": 6000, "crosshair": 600}
-#: examples per (store, invariant) in `verify`: more than the test suite's, since each
-#: pair runs alone and a pass is cheap
-VERIFY_EXAMPLES = {"default": 500, "thorough": 5000, "crosshair": 100}
+#: examples per (store, invariant) in `verify` and `conform`: each pair runs alone, and
+#: every defect once found is replayed first from the committed counterexamples (the
+#: corpus), so the search is for what is new
+VERIFY_EXAMPLES = {"default": 200, "thorough": 5000, "crosshair": 100}
 for _name, _values in PROFILES.items():
     settings.register_profile(
         f"runbound-{_name}", deadline=None, derandomize=False,
