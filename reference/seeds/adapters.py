@@ -367,7 +367,8 @@ class FixedS1Store(S1Store):
             raise NotActive(run_id, "finished", "T2") from None
 
     def start_cleanup_worker(self, interval: float) -> bool:
-        self.replica._cleanup_interval = interval
+        # the interval is runbound's argument (the seed reads it from its settings): W1
+        self.replica._cleanup_interval = spec.check_interval(interval)
         return self.replica.start_cleanup_worker()
 
     def stop_cleanup_worker(self, timeout: float | None = None) -> bool:
