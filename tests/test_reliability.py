@@ -15,6 +15,7 @@ from model.clock import Clock
 from model.policy import Policy
 from model.records import Run
 from model.soak import (
+    STORES,
     Lab,
     Maker,
     Result,
@@ -28,8 +29,6 @@ from model.soak import (
 )
 from reference.broken import CountsOnlyTerminalStore, EvictsActiveStore
 from reference.memory import MemoryRunStore
-
-STORES = ("memory", "sqlite", "redis")
 
 
 @pytest.fixture(scope="module")
