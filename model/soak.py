@@ -1075,13 +1075,10 @@ def malformed_calls(make: Maker, store_name: str, calls: int, *, seed: int = 4,
 
 
 def _short(value: object) -> str:
-    """`value` for a message, short (an int past Python's int-to-str limit has no repr)."""
+    """`value` for a message, an argument tuple element by element (`spec.shown`)."""
     if isinstance(value, tuple):
-        return "(" + ", ".join(map(_short, value)) + ")"
-    if isinstance(value, int) and value.bit_length() > 64:
-        return f"<int of {value.bit_length()} bits>"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+        return "(" + ", ".join(map(spec.shown, value)) + ")"
+    return spec.shown(value)
 
 
 # --- part 5: starts that never finish ---------------------------------------------------------
