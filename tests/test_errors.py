@@ -144,8 +144,10 @@ def test_a_non_finite_clock_reading_is_refused_and_changes_nothing(
     once the clock reads right again the store works as before."""
     before, size = store.snapshot(), len(store)
     clock.fault(reading)
-    for call in (lambda: store.start("new"), lambda: store.get("live"),
-                 lambda: store.transition("live", Status.COMPLETED), lambda: store.prune()):
+    calls: list[Callable[[], object]] = [
+        lambda: store.start("new"), lambda: store.get("live"),
+        lambda: store.transition("live", Status.COMPLETED), lambda: store.prune()]
+    for call in calls:
         with pytest.raises(ClockError) as raised:
             call()
         assert "C1" in str(raised.value)

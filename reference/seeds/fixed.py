@@ -25,7 +25,9 @@ S2 (`FixedChatRunRegistry`):
 2. expired runs are hidden at read;
 3. `max_active` refuses a start (`RegistryFull`);
 4. a lease (`stale_after`) fails a run that stopped sending frames;
-5. a refused start undoes the sweep it began with (runbound's rule I10).
+5. a refused start undoes the sweep it began with (runbound's rule I10);
+6. time never goes back: the registry keeps the highest clock reading it has seen and
+   uses it when the clock reads less (runbound's rule C1).
 """
 
 from __future__ import annotations
@@ -196,6 +198,12 @@ class FixedChatRunRegistry(s2.ChatRunRegistry):
         super().__init__(**kwargs)
         self.max_active = max_active
         self.stale_after_ms = stale_after_ms
+        self._high_ms = 0  # 6
+
+    def _now_ms(self) -> int:
+        """6: one reading, never below the highest seen."""
+        self._high_ms = max(self._high_ms, super()._now_ms())
+        return self._high_ms
 
     def try_start(self, conversation_id: str) -> bool:
         with self._lock:
