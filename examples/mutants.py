@@ -34,12 +34,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from examples.simple_store import SimpleStore
 from model.clock import Clock
@@ -578,25 +578,37 @@ def verdict(name: str, examples: int | None = None) -> Verdict:
 
 
 def verdicts(names: Iterable[str], *, examples: int | None = None, jobs: int = 1,
+             stop_after: int | None = None,
              progress: Callable[[Verdict], None] | None = None) -> list[Verdict]:
-    """`verdict` of each mutant, `jobs` at a time, each in a new spawned process."""
+    """`verdict` of each mutant, `jobs` at a time, each in a new spawned process; in the
+    order given. `stop_after`: stop once that many mutants have survived (the suite has
+    failed by then, and each survivor costs every check's whole budget): the mutants not
+    yet checked are left out."""
     names = list(names)
-    context = multiprocessing.get_context("spawn")
-    out: list[Verdict] = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                             max_tasks_per_child=1) as pool:
-        for result in pool.map(verdict, names, [examples] * len(names)):
-            out.append(result)
+    done: dict[str, Verdict] = {}
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(
+        "spawn"), max_tasks_per_child=1)
+    try:
+        futures = [pool.submit(verdict, name, examples) for name in names]
+        for future in as_completed(futures):
+            result = future.result()
+            done[result.name] = result
             if progress is not None:
                 progress(result)
-    return out
+            if stop_after is not None and sum(
+                    r.caught_by is None for r in done.values()) >= stop_after:
+                break
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return [done[name] for name in names if name in done]
 
 
 def summary(results: Sequence[Verdict], examples: int | None, jobs: int
-            ) -> dict[str, object]:
-    """The kill rate, the median seconds to the first failure, and the median of the
-    reported program's length over the minimal one, with every verdict. (A probe's
-    "length" is the number of lines it reports, not calls: its ratio means little.)"""
+            ) -> dict[str, Any]:
+    """The kill rate among the mutants checked, the median seconds to the first failure,
+    and the median of the reported program's length over the minimal one, with every
+    verdict. (A probe's "length" is the number of lines it reports, not calls: its ratio
+    means little.)"""
     caught = [r for r in results if r.caught_by is not None]
     firsts = [r.seconds_to_first_failure for r in caught
               if r.seconds_to_first_failure is not None]
@@ -608,6 +620,7 @@ def summary(results: Sequence[Verdict], examples: int | None, jobs: int
             "median_reported_over_minimal":
                 round(statistics.median(ratios), 2) if ratios else None,
             "survivors": [r.name for r in results if r.caught_by is None],
+            "not_checked": sorted(MUTANTS.keys() - {r.name for r in results}),
             "examples_per_invariant": examples, "jobs": jobs,
             "results": [asdict(r) for r in results]}
 
@@ -627,12 +640,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--examples", type=int, default=None,
                         help="examples per invariant (default: the profile's)")
+    parser.add_argument("--stop-after", type=int, default=None, metavar="N",
+                        help="stop once N mutants have survived (default: check all)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     results = verdicts(args.names or list(MUTANTS), examples=args.examples, jobs=args.jobs,
+                       stop_after=args.stop_after,
                        progress=lambda r: print(line(r), flush=True))
     report = summary(results, args.examples, args.jobs)
-    print(f"caught {report['caught']} of {report['mutants']}; median seconds to the first "
+    print(f"caught {report['caught']} of {report['mutants']} checked "
+          f"({len(report['not_checked'])} not checked); median seconds "
+          f"to the first "
           f"failure {report['median_seconds_to_first_failure']}; median reported/minimal "
           f"length {report['median_reported_over_minimal']}")
     if args.json:

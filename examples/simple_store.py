@@ -98,7 +98,7 @@ class SimpleStore:
         self._next_seq = 1
         self._mark = -math.inf  # C1: the highest clock reading any call made
         self._closed = False
-        #: the last worker started, alive or ended; `_stop` is its own stop event
+        #: the last worker started, alive or ended; `_stop` is set by stop and close
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -245,13 +245,12 @@ class SimpleStore:
             thread.join()
 
     def _launch(self, seconds: float) -> None:
-        # a fresh event per thread: a thread still winding down from an earlier stop keeps
-        # its own set event and cannot be revived by this start
-        stop = threading.Event()
-        thread = threading.Thread(target=self._work, args=(seconds, stop), name=self._name,
-                                  daemon=True)
-        self._worker, self._stop = thread, stop
-        thread.start()
+        # One stop event for every worker of the store: a worker starts only once the last
+        # has ended, so clearing it revives none, and close() reaches every thread.
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, args=(seconds, self._stop),
+                                        name=self._name, daemon=True)
+        self._worker.start()
 
     def _work(self, interval: float, stop: threading.Event) -> None:
         """W2: wait `interval` on the store's own clock, then sweep as `prune()` does. A
