@@ -16,7 +16,8 @@ name), it compiles and executes the patched source into a fresh module object th
 time it is called in a process, and keeps that module for the process, so the checker
 can run a mutant in spawned worker processes.
 
-    python -m examples.mutants [--jobs N] [--examples N] [--json PATH] [NAME ...]
+    python -m examples.mutants [--jobs N] [--examples N] [--stop-after N] [--json PATH]
+                               [NAME ...]
 
 runs the conformance check (`model.conformance.conform`) on each mutant to its first
 failure and prints which invariant caught it, in how many calls, how soon;
