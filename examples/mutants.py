@@ -292,8 +292,10 @@ def _all_mutants() -> tuple[Mutant, ...]:
           "close(); len()"),
         # --- the cleanup worker (W2, W3, I11, I16, I18) -------------------------------------
         m("worker-waits-on-real-time", "worker",
-          "while not sleep(self._clock, delay, stop):", "while not stop.wait(delay):", 3,
-          'stale_after=5: start("a"); start_cleanup_worker(5); clock.advance(5)'),
+          "while not sleep(self._clock, delay, stop):", "while not stop.wait(delay):", 1,
+          "start_cleanup_worker(5) (its thread waits, but not on the store's clock; by "
+          'its effect: stale_after=5: start("a"); start_cleanup_worker(5); '
+          "clock.advance(5))"),
         m("worker-sweeps-every-other-wake", "worker",
           "            failures, delay = 0, interval\n",
           "            failures, delay = 0, interval\n"
