@@ -23,7 +23,6 @@ import re
 import sys
 import unittest
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -93,20 +92,15 @@ def conform(factory: StoreFactory, *, capabilities: Capabilities | None = None,
         return fail_fast and check.verdict == "fail"
 
     if jobs > 1 and len(todo) > 1 and _picklable(factory, caps):
-        pool = ProcessPoolExecutor(max_workers=jobs,
-                                   mp_context=multiprocessing.get_context("spawn"))
-        pending: set[Future[Check]] = {pool.submit(check_invariant, factory, i, settings,
-                                                   caps) for i in todo}
+        pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(todo)))
         try:
-            stop = False
-            while pending and not stop:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    stop = land(future.result()) or stop
+            for check in pool.imap_unordered(_check_one, [(factory, i, settings, caps)
+                                                          for i in todo]):
+                if land(check):
+                    break  # fail fast: the checks still running are ended below
         finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.terminate()
+            pool.join()
     else:
         for iid in todo:
             if land(check_invariant(factory, iid, settings, caps)):
@@ -115,6 +109,11 @@ def conform(factory: StoreFactory, *, capabilities: Capabilities | None = None,
     order = list(INVARIANTS)
     report.checks.sort(key=lambda c: order.index(c.invariant))
     return report
+
+
+def _check_one(task: tuple[StoreFactory, str, Any, Capabilities]) -> Check:
+    factory, invariant, settings, caps = task
+    return check_invariant(factory, invariant, settings, caps)
 
 
 def _picklable(*values: object) -> bool:

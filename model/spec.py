@@ -304,6 +304,11 @@ def _close(state: ModelState, now: float) -> tuple[ModelState, None]:
     return replace(state, worker=False, closed=True), None
 
 
+def _snapshot(state: ModelState, now: float) -> tuple[ModelState, tuple[Run, ...]]:
+    """Every retained run, visible or not, in start order: for checkers."""
+    return state, state.runs
+
+
 def _workers(state: ModelState, now: float) -> tuple[ModelState, int]:
     return state, int(state.worker)
 
@@ -323,6 +328,7 @@ _ARGUMENTS: dict[str, Callable[[tuple[object, ...]], tuple[object, ...]]] = {
                             parse_cursor(_at(a, 2))),
     "prune": _none,
     "len": _none,
+    "snapshot": _none,
     "start_cleanup_worker": lambda a: (check_interval(a[0]),),
     "stop_cleanup_worker": _none,
     "cleanup_workers_alive": _none,
@@ -331,7 +337,8 @@ _ARGUMENTS: dict[str, Callable[[tuple[object, ...]], tuple[object, ...]]] = {
 _BODIES: dict[str, Callable[..., tuple[ModelState, Any]]] = {
     "start": _start, "transition": _transition, "heartbeat": _heartbeat,
     "append_event": _append_event, "get": _get, "list_runs": _list_runs,
-    "prune": _prune, "len": _len, "start_cleanup_worker": _start_worker,
+    "prune": _prune, "len": _len, "snapshot": _snapshot,
+    "start_cleanup_worker": _start_worker,
     "stop_cleanup_worker": _stop_worker, "cleanup_workers_alive": _workers,
     "close": _close,
 }

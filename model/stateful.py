@@ -151,6 +151,49 @@ KINDS: dict[str, int] = {"lifecycle": 6, "touch": 2, "get": 1, "list": 1, "next_
                          "prune": 1, "clock": 2, "worker": 1, "hostile": 2, "restart": 1}
 
 
+#: one step of a program: a call, a clock move or fault, a restart, or the set-up
+Step = dict[str, Any]
+#: the capability each operation needs (model.capabilities.Capabilities)
+NEEDS = {"start_cleanup_worker": "worker", "stop_cleanup_worker": "worker",
+         "cleanup_workers_alive": "worker", "append_event": "events",
+         "heartbeat": "heartbeat"}
+
+
+def probe_program(capabilities: Any = None) -> list[dict[str, Any]]:
+    """Every bad call once, where a search would rarely line them up: on an open store;
+    while the clock reads NaN (an argument error comes before the clock's, C1 before the
+    rules); after a read raised the mark and the clock stepped back (reads and refusals
+    raise the mark); and after close (L1 before anything). State-independent, so one
+    program shows them all; `verify` and `conform` replay it before the search."""
+    def bad(arg: object) -> object:
+        return _to_json("a" if arg is ID else arg)
+
+    bad_calls: list[Step] = [{"op": op, "args": [bad(a) for a in args]}
+                             for op, args in BAD_CALLS]
+    every_op: list[Step] = [
+        {"op": "start", "args": ["b"]}, {"op": "transition", "args": ["a", "running"]},
+        {"op": "heartbeat", "args": ["a"]}, {"op": "append_event", "args": ["a", "e"]},
+        {"op": "get", "args": ["a"]}, {"op": "list_runs", "args": [2]}, {"op": "prune"},
+        {"op": "len"}, {"op": "snapshot"}, {"op": "start_cleanup_worker", "args": [5.0]},
+        {"op": "stop_cleanup_worker", "args": [], "store_args": [10.0]},
+        {"op": "cleanup_workers_alive"}]
+    policy = policy_to_json(Policy(ttl=10.0, max_terminal=3, max_active=3))
+    program: list[Step] = [
+        {"op": "setup", "policy": policy, "ids": ["a", "b", "c"], "observe": True},
+        {"op": "start", "args": ["a"]}, *bad_calls,
+        {"op": "clock_fault", "args": [math.nan]}, *bad_calls, *every_op[:8],
+        {"op": "advance_clock", "args": [1.0]},  # the mark: a read raises it, and holds
+        {"op": "start", "args": ["c"]}, {"op": "transition", "args": ["c", "cancelled"]},
+        {"op": "advance_clock", "args": [20.0]}, {"op": "get", "args": ["c"]},
+        {"op": "list_runs", "args": [3]},
+        {"op": "clock_fault", "args": [1005.0]}, {"op": "get", "args": ["c"]},
+        {"op": "transition", "args": ["c", "running"]}, {"op": "start", "args": ["b"]},
+        {"op": "heartbeat", "args": ["a"]}, {"op": "list_runs", "args": [3]},
+        {"op": "advance_clock", "args": [1.0]}, {"op": "close"}, *every_op, *bad_calls]
+    return [step for step in program if step["op"] not in NEEDS or capabilities is None
+            or getattr(capabilities, NEEDS[step["op"]])]
+
+
 def policies() -> st.SearchStrategy[Policy]:
     """Small limits, so a few calls reach every edge. Each shrinks towards 'off'."""
     return st.builds(
@@ -246,9 +289,6 @@ def shown(value: object) -> str:
     if isinstance(value, Status):
         return repr(value.value)
     return spec.shown(value)
-
-
-Step = dict[str, Any]
 
 
 def step_text(step: Step) -> str:
@@ -396,7 +436,7 @@ class StoreMachine(RuleBasedStateMachine):
             others = sorted(TERMINAL - {run.status})
             target = others[choice % 2] if choice < 4 else Status.RUNNING
         elif choice == 3:
-            target = sorted(set(Status) - TRANSITIONS[run.status])[-1]
+            target = data.draw(st.sampled_from(sorted(set(Status) - TRANSITIONS[run.status])))
         else:
             allowed = sorted(TRANSITIONS[run.status])
             target = allowed[choice % len(allowed)]
@@ -455,8 +495,7 @@ class StoreMachine(RuleBasedStateMachine):
         kind = data.draw(st.sampled_from(["bad", "clock", "len", "close"]))
         if kind == "bad":
             op, args = data.draw(st.sampled_from(BAD_CALLS))
-            needs = {"start_cleanup_worker": "worker", "append_event": "events",
-                     "heartbeat": "heartbeat"}.get(op)
+            needs = NEEDS.get(op)
             if needs is None or self._has(needs):
                 self.perform({"op": op, "args": [_to_json(self.ids[0] if a is ID else a)
                                                  for a in args]})
