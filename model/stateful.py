@@ -182,13 +182,28 @@ def probe_program(capabilities: Any = None) -> list[dict[str, Any]]:
         {"op": "setup", "policy": policy, "ids": ["a", "b", "c"], "observe": True},
         {"op": "start", "args": ["a"]}, *bad_calls,
         {"op": "clock_fault", "args": [math.nan]}, *bad_calls, *every_op[:8],
-        {"op": "advance_clock", "args": [1.0]},  # the mark: a read raises it, and holds
+        # the mark: a get, a listing and a refused call each raise it, and it holds when
+        # the clock then reads a time before the run expired (times from 1000)
+        {"op": "advance_clock", "args": [1.0]},
         {"op": "start", "args": ["c"]}, {"op": "transition", "args": ["c", "cancelled"]},
         {"op": "advance_clock", "args": [20.0]}, {"op": "get", "args": ["c"]},
-        {"op": "list_runs", "args": [3]},
         {"op": "clock_fault", "args": [1005.0]}, {"op": "get", "args": ["c"]},
-        {"op": "transition", "args": ["c", "running"]}, {"op": "start", "args": ["b"]},
-        {"op": "heartbeat", "args": ["a"]}, {"op": "list_runs", "args": [3]},
+        {"op": "advance_clock", "args": [1.0]},
+        {"op": "start", "args": ["d"]}, {"op": "transition", "args": ["d", "cancelled"]},
+        {"op": "advance_clock", "args": [20.0]}, {"op": "list_runs", "args": [3]},
+        {"op": "clock_fault", "args": [1030.0]}, {"op": "get", "args": ["d"]},
+        {"op": "advance_clock", "args": [1.0]},
+        {"op": "start", "args": ["e"]}, {"op": "transition", "args": ["e", "cancelled"]},
+        {"op": "advance_clock", "args": [20.0]}, {"op": "transition", "args": ["zz", "running"]},
+        {"op": "clock_fault", "args": [1050.0]}, {"op": "get", "args": ["e"]},
+        {"op": "start", "args": ["b"]}, {"op": "heartbeat", "args": ["a"]},
+        # the worker: ticks every 5 s on the store's clock, and the store is looked at
+        # after each (E1, I14)
+        {"op": "advance_clock", "args": [1.0]},
+        {"op": "start_cleanup_worker", "args": [5.0]},
+        {"op": "start", "args": ["f"]}, {"op": "transition", "args": ["f", "cancelled"]},
+        {"op": "advance_clock", "args": [31.0]},
+        {"op": "stop_cleanup_worker", "args": [], "store_args": [10.0]},
         {"op": "advance_clock", "args": [1.0]}, {"op": "close"}, *every_op, *bad_calls]
     return [step for step in program if step["op"] not in NEEDS or capabilities is None
             or getattr(capabilities, NEEDS[step["op"]])]
@@ -569,6 +584,7 @@ class StoreMachine(RuleBasedStateMachine):
             self.model, _ = spec.apply(self.model, "prune", (), self.clock())
             assert self.interval is not None
             self.due = self.clock.time + self.interval
+            self._look("the worker's sweep", (), refused=False, now=self.model.clock)
         self.clock.advance(target - self.clock.time)
         self._settle()
         self._look("advance_clock", (), refused=False, now=self.model.clock)
