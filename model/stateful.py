@@ -177,7 +177,7 @@ def probe_program(capabilities: Any = None) -> list[dict[str, Any]]:
         {"op": "len"}, {"op": "snapshot"}, {"op": "start_cleanup_worker", "args": [5.0]},
         {"op": "stop_cleanup_worker", "args": [], "store_args": [10.0]},
         {"op": "cleanup_workers_alive"}]
-    policy = policy_to_json(Policy(ttl=10.0, max_terminal=3, max_active=3))
+    policy = policy_to_json(Policy(ttl=10.0, max_terminal=3, max_active=3, stale_after=30.0))
     program: list[Step] = [
         {"op": "setup", "policy": policy, "ids": ["a", "b", "c"], "observe": True},
         {"op": "start", "args": ["a"]}, *bad_calls,
@@ -197,6 +197,15 @@ def probe_program(capabilities: Any = None) -> list[dict[str, Any]]:
         {"op": "advance_clock", "args": [20.0]}, {"op": "transition", "args": ["zz", "running"]},
         {"op": "clock_fault", "args": [1050.0]}, {"op": "get", "args": ["e"]},
         {"op": "start", "args": ["b"]}, {"op": "heartbeat", "args": ["a"]},
+        # the lease: an appended event renews it as a heartbeat does
+        {"op": "advance_clock", "args": [1.0]}, {"op": "start", "args": ["g"]},
+        {"op": "advance_clock", "args": [20.0]},
+        {"op": "append_event", "args": ["g", "e"]}, {"op": "advance_clock", "args": [20.0]},
+        {"op": "prune"}, {"op": "get", "args": ["g"]},
+        # a walk with a status filter, page by page
+        {"op": "start", "args": ["h"]}, {"op": "start", "args": ["i"]},
+        {"op": "list_runs", "args": [1, "pending"]}, {"op": "list_next", "args": [1]},
+        {"op": "list_next", "args": [1]},
         # the worker: ticks every 5 s on the store's clock, and the store is looked at
         # after each (E1, I14)
         {"op": "advance_clock", "args": [1.0]},
@@ -371,8 +380,6 @@ class StoreMachine(RuleBasedStateMachine):
         self.close_after = close_after
         #: the kinds of step this example may take (swarm testing)
         self.enabled = {"lifecycle", *(k for k, on in enabled.items() if on)}
-        #: walks under way: the cursors of pages that have a next one
-        self.walks: list[CursorPair] = []
         for i in started:
             self.perform({"op": "start", "args": [ids[i % len(ids)]]})
 
@@ -390,6 +397,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.interval: float | None = None   # the worker's, while the model runs one
         self.due: float | None = None        # clock time of the worker's next sweep
         self.since: float | None = None      # effective time the worker started
+        #: walks under way: the cursors of pages that have a next one
+        self.walks: list[CursorPair] = []
         self.seen = self._observe() if observe else Observation(())
 
     def teardown(self) -> None:
@@ -558,6 +567,11 @@ class StoreMachine(RuleBasedStateMachine):
             self.begin(Policy(**step["policy"]), list(step.get("ids", ["a", "b", "c"])),
                        bool(step.get("observe", True)))
             return None, None
+        if op == "list_next":  # the next page of the latest walk: a step of the program
+            if self.walks:     # is the call it makes, with the cursors it had
+                pair = self.walks.pop()
+                self._page(int(step["args"][0]), pair.status, pair)
+            return None, None
         self.program.append(step)
         if op == "advance_clock":
             self._advance(float(cast(float, args[0])))
@@ -629,10 +643,7 @@ class StoreMachine(RuleBasedStateMachine):
         if pair is not None:
             step["store_args"] = [limit, None if status is None else status.value,
                                   pair.store]
-        expected, actual = self.perform(step)
-        if (isinstance(expected, Page) and isinstance(actual, Page)
-                and expected.next_cursor is not None and actual.next_cursor is not None):
-            self.walks.append(CursorPair(expected.next_cursor, actual.next_cursor, status))
+        self.perform(step)
 
     def _do(self, op: str, args: tuple[Any, ...], store_args: tuple[Any, ...] | None
             ) -> tuple[object, object]:
@@ -648,6 +659,12 @@ class StoreMachine(RuleBasedStateMachine):
             self._settle()  # the new worker is asleep on the clock: its first tick is due
         self.model = new_model
         self._track_worker(op, args, expected)
+        if (op == "list_runs" and isinstance(expected, Page) and isinstance(actual, Page)
+                and expected.next_cursor is not None and actual.next_cursor is not None):
+            # a walk under way: a later step may ask for its next page
+            status = args[1] if len(args) > 1 and args[1] is not None else None
+            self.walks.append(CursorPair(expected.next_cursor, actual.next_cursor,
+                                         None if status is None else Status(status)))
         refused = isinstance(actual, RunboundError)
         found: list[Violation] = []
         if not same_result(expected, actual):
