@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -32,6 +33,10 @@ class SweepMode(StrEnum):
     LAZY = "lazy"
     BACKGROUND = "background"
     BOTH = "both"
+
+
+class UnboundedRetention(UserWarning):
+    """A policy that bounds active runs but keeps terminal ones forever."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,12 @@ class Policy:
                 raise PolicyError("sweep", self.sweep,
                                   f"P2: sweep must be one of {[m.value for m in SweepMode]}"
                                   ) from None
+
+        if (self.max_active is not None and self.stale_after is not None
+                and self.ttl is None and self.max_terminal is None):
+            warnings.warn(UnboundedRetention(
+                "max_active and stale_after bound the active runs, but with neither ttl "
+                "nor max_terminal every run the lease reaps is kept forever"), stacklevel=3)
 
     @property
     def lazy(self) -> bool:

@@ -202,3 +202,17 @@ def test_worker_at_most_one_and_close() -> None:
         spec.start(s, "a", 0.0)
     with pytest.raises(InvalidArgument):
         spec.start_worker(spec.initial(Policy()), 0)
+
+
+def test_a_policy_that_keeps_reaped_runs_forever_says_so() -> None:
+    """max_active and a lease bound the active runs; with neither a TTL nor a terminal
+    cap every reaped run is kept: the policy warns when it is built."""
+    import warnings
+
+    from model.policy import UnboundedRetention
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Policy(max_active=2, stale_after=30.0)
+        Policy(max_active=2, stale_after=30.0, ttl=60.0)
+    assert [type(w.message) for w in caught] == [UnboundedRetention]
