@@ -28,6 +28,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -59,9 +60,12 @@ from model.invariants import (
     visibility_violations,
 )
 from model.lifecycle import TERMINAL, TRANSITIONS, Status
-from model.policy import Policy, SweepMode
+from model.policy import Policy, SweepMode, UnboundedRetention
 from model.protocol import RunStore, StoreFactory
 from model.records import MAX_RUN_ID_LENGTH, Page, Run
+
+# the checks draw every policy on purpose, the ones that keep reaped runs forever too
+warnings.filterwarnings("ignore", category=UnboundedRetention)
 
 # --- settings profiles -------------------------------------------------------------------
 
@@ -177,7 +181,8 @@ def probe_program(capabilities: Any = None) -> list[dict[str, Any]]:
         {"op": "len"}, {"op": "snapshot"}, {"op": "start_cleanup_worker", "args": [5.0]},
         {"op": "stop_cleanup_worker", "args": [], "store_args": [10.0]},
         {"op": "cleanup_workers_alive"}]
-    policy = policy_to_json(Policy(ttl=10.0, max_terminal=3, max_active=3, stale_after=30.0))
+    policy = policy_to_json(Policy(ttl=10.0, max_terminal=3, max_events_per_run=2,
+                                   stale_after=5.0))
     program: list[Step] = [
         {"op": "setup", "policy": policy, "ids": ["a", "b", "c"], "observe": True},
         {"op": "start", "args": ["a"]}, *bad_calls,
@@ -197,11 +202,19 @@ def probe_program(capabilities: Any = None) -> list[dict[str, Any]]:
         {"op": "advance_clock", "args": [20.0]}, {"op": "transition", "args": ["zz", "running"]},
         {"op": "clock_fault", "args": [1050.0]}, {"op": "get", "args": ["e"]},
         {"op": "start", "args": ["b"]}, {"op": "heartbeat", "args": ["a"]},
-        # the lease: an appended event renews it as a heartbeat does
+        # the lease: an appended event renews it as a heartbeat does; a heartbeat stamps
+        # updated_at; the lease never touches a terminal run; the ring buffer keeps the
+        # newest events and counts the rest
         {"op": "advance_clock", "args": [1.0]}, {"op": "start", "args": ["g"]},
-        {"op": "advance_clock", "args": [20.0]},
-        {"op": "append_event", "args": ["g", "e"]}, {"op": "advance_clock", "args": [20.0]},
-        {"op": "prune"}, {"op": "get", "args": ["g"]},
+        {"op": "advance_clock", "args": [3.0]}, {"op": "append_event", "args": ["g", "e"]},
+        {"op": "advance_clock", "args": [3.0]}, {"op": "prune"}, {"op": "get", "args": ["g"]},
+        {"op": "start", "args": ["j"]}, {"op": "advance_clock", "args": [2.0]},
+        {"op": "heartbeat", "args": ["j"]},
+        {"op": "start", "args": ["k"]}, {"op": "transition", "args": ["k", "cancelled"]},
+        {"op": "advance_clock", "args": [7.0]}, {"op": "prune"}, {"op": "get", "args": ["k"]},
+        {"op": "start", "args": ["m"]}, {"op": "append_event", "args": ["m", "1"]},
+        {"op": "append_event", "args": ["m", "2"]}, {"op": "append_event", "args": ["m", "3"]},
+        {"op": "get", "args": ["m"]},
         # a walk with a status filter, page by page
         {"op": "start", "args": ["h"]}, {"op": "start", "args": ["i"]},
         {"op": "list_runs", "args": [1, "pending"]}, {"op": "list_next", "args": [1]},
@@ -211,6 +224,8 @@ def probe_program(capabilities: Any = None) -> list[dict[str, Any]]:
         {"op": "advance_clock", "args": [1.0]},
         {"op": "start_cleanup_worker", "args": [5.0]},
         {"op": "start", "args": ["f"]}, {"op": "transition", "args": ["f", "cancelled"]},
+        {"op": "advance_clock", "args": [6.0]},
+        {"op": "start", "args": ["n"]}, {"op": "transition", "args": ["n", "cancelled"]},
         {"op": "advance_clock", "args": [31.0]},
         {"op": "stop_cleanup_worker", "args": [], "store_args": [10.0]},
         {"op": "advance_clock", "args": [1.0]}, {"op": "close"}, *every_op, *bad_calls]
