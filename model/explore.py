@@ -479,6 +479,7 @@ def actions(node: Node, world: World) -> Iterator[Action]:
     yield Action("list_runs", (world.ids + 1,), "back")
     if _representative(node):
         yield Action("len")
+        yield Action("snapshot")
         yield from _clocked_once(world, "nan")
         yield from BAD_CALLS
     yield Action("close")
@@ -512,6 +513,7 @@ def _after_close(world: World) -> Iterator[Action]:
     arguments and the clock), and the three it still answers."""
     yield from _clocked_once(world, "")
     yield Action("len")
+    yield Action("snapshot")
     yield Action("start_cleanup_worker", (float(world.interval),))
     yield Action("start", ("",))
     yield Action("prune", (), "nan")
