@@ -34,7 +34,6 @@ What a verdict means:
 from __future__ import annotations
 
 import random
-import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence, Sized
@@ -45,6 +44,7 @@ from model import spec
 from model.clock import VirtualClock
 from model.lifecycle import Status
 from model.policy import Policy
+from model.probes import run_burst
 from model.protocol import StoreFactory
 from model.records import Page, Run
 from model.stateful import same_result
@@ -321,11 +321,6 @@ RUN_IDS = ("a", "b", "c")
 #: small caps, so that three ids reach them: one terminal run kept (a second evicts the
 #: older), two active at most (a third start is refused)
 STRESS_POLICY = Policy(max_terminal=1, max_active=2, max_events_per_run=2)
-#: how often the interpreter may switch threads while a burst runs (seconds): as often
-#: as it can, so calls interleave as much as they may
-SWITCH_INTERVAL = 1e-6
-
-
 def stress(factory: StoreFactory, *, threads: int = 4, calls_per_thread: int = 8,
            histories: int = 100, seed: int = 0, policy: Policy | None = None,
            budget: int | None = None) -> tuple[Verdict, list[str]]:
@@ -403,15 +398,9 @@ def record(factory: StoreFactory, policy: Policy, rng: random.Random, threads: i
              for _ in range(threads)]
     workers = [threading.Thread(target=_play, args=(recorder, gate, t, plans[t]))
                for t in range(threads)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+        run_burst(workers)
     finally:
-        sys.setswitchinterval(old)
         _finish(store)
     return recorder.calls, clock()
 

@@ -43,6 +43,21 @@ RACE_THREADS = 2
 #: how often the interpreter may switch threads while a burst runs (seconds): as often
 #: as it can, so a check and the act after it are likely to be split
 SWITCH_INTERVAL = 1e-6
+
+
+def run_burst(threads: list[threading.Thread]) -> None:
+    """Start `threads` and wait for them all, with the interpreter switching threads
+    every `SWITCH_INTERVAL` seconds meanwhile (restored after), so their calls interleave
+    finely: how a race is tried without any hook in the store."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
 #: each racing thread spins a seeded number of loop turns (below this) after the
 #: barrier, so the trials try different alignments of the two calls
 JITTER_TURNS = 64
@@ -120,16 +135,7 @@ def _race_trial(factory: StoreFactory, jitter: list[int]) -> _Trial:
             results[i] = error
         spans[i] = (invoked, time.perf_counter_ns())
 
-    callers = [threading.Thread(target=call, args=(i,)) for i in range(n)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL)
-    try:
-        for t in callers:
-            t.start()
-        for t in callers:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_burst([threading.Thread(target=call, args=(i,)) for i in range(n)])
     workers = len(_new_threads(before))  # the callers have ended: these are the store's
     try:
         claimed: object = store.cleanup_workers_alive()
