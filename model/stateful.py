@@ -163,6 +163,18 @@ NEEDS = {"start_cleanup_worker": "worker", "stop_cleanup_worker": "worker",
          "heartbeat": "heartbeat"}
 
 
+def probe_programs(capabilities: Any = None) -> list[list[Step]]:
+    """The built-in programs `verify` and `conform` replay before the search: the probe
+    program, and the one policy it cannot have at once: a TTL of 0 with a lease, where the
+    order inside a sweep shows (a reaped run expires in the same sweep)."""
+    zero: list[Step] = [{"op": "setup", "policy": policy_to_json(Policy(ttl=0.0, stale_after=5.0)),
+             "ids": ["a", "b", "c"], "observe": True},
+            {"op": "start", "args": ["a"]}, {"op": "advance_clock", "args": [5.0]},
+            {"op": "prune"}, {"op": "start", "args": ["b"]},
+            {"op": "advance_clock", "args": [5.0]}, {"op": "start", "args": ["c"]}]
+    return [probe_program(capabilities), zero]
+
+
 def probe_program(capabilities: Any = None) -> list[dict[str, Any]]:
     """Every bad call once, where a search would rarely line them up: on an open store;
     while the clock reads NaN (an argument error comes before the clock's, C1 before the

@@ -42,7 +42,7 @@ from model.stateful import (
     CheckUnknown,
     machine_for,
     machine_settings,
-    probe_program,
+    probe_programs,
     profile_name,
 )
 
@@ -188,7 +188,7 @@ def _stateful(factory: StoreFactory, invariant: str, settings: Settings,
     machine = machine_for(factory, enforce={invariant}, capabilities=capabilities,
                           restarts=invariant == "I17" or durable)
     began = time.perf_counter()
-    for program in (probe_program(capabilities), *programs):
+    for program in (*probe_programs(capabilities), *programs):
         try:
             replayed = run_program(factory, program, {invariant}, capabilities)
         except CheckUnknown:
