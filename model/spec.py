@@ -23,7 +23,7 @@ this package hold them to these functions.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -273,6 +273,20 @@ def _list_runs(state: ModelState, now: float, count: int, wanted: Status | None,
     page = tuple(matching[:count])
     more = len(matching) > count
     return state, Page(runs=page, next_cursor=str(page[-1].seq) if more else None)
+
+
+def first_page(runs: Iterable[Run], count: int, policy: Policy, now: float) -> Page:
+    """The first `count` runs of `runs` (already newest first, matching) that are not
+    expired, with a cursor iff one more exists: the walk each store makes over its own
+    index, stopping one run past the page."""
+    found: list[Run] = []
+    for run in runs:
+        if expired(run, policy, now):
+            continue
+        if len(found) == count:  # one more exists: there is a next page
+            return Page(tuple(found), str(found[-1].seq))
+        found.append(run)
+    return Page(tuple(found), None)
 
 
 def _prune(state: ModelState, now: float) -> tuple[ModelState, SweepResult]:

@@ -132,15 +132,9 @@ class MemoryRunStore(WorkerMixin):
         with self._reading(checked) as (now, (_, wanted, below)):
             top = None if below is None else cast(int, below) - 1
             seqs = self._by_seq if wanted is None else self._seqs_by_status[cast(Status, wanted)]
-            found: list[Run] = []
-            for seq in seqs.irange(maximum=top, reverse=True):
-                run = self._by_seq[seq]
-                if spec.expired(run, self.policy, now):
-                    continue
-                if len(found) == limit:  # one more exists: there is a next page
-                    return Page(tuple(found), str(found[-1].seq))
-                found.append(run)
-            return Page(tuple(found), None)
+            return spec.first_page((self._by_seq[seq] for seq in
+                                    seqs.irange(maximum=top, reverse=True)),
+                                   limit, self.policy, now)
 
     def prune(self) -> SweepResult:
         with self._mutation(_no_arguments, sweep=False) as (now, _):

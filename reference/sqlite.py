@@ -280,15 +280,8 @@ class SqliteRunStore(WorkerMixin):
                     rows = self._db.execute(f"SELECT {COLUMNS} FROM runs WHERE status = ? "
                                             "AND seq < ? ORDER BY status DESC, seq DESC",
                                             (wanted.value, top))
-                found: list[Run] = []
-                for row in rows:
-                    run = _run(row)
-                    if spec.expired(run, self.policy, now):
-                        continue
-                    if len(found) == count:  # one more exists: there is a next page
-                        return Page(tuple(found), str(found[-1].seq))
-                    found.append(run)
-                return Page(tuple(found), None)
+                return spec.first_page((_run(row) for row in rows), count, self.policy,
+                                       now)
 
     def prune(self) -> SweepResult:
         with self._open(), self._tx("*", sweep=False) as now:
