@@ -19,7 +19,7 @@ can run a mutant in spawned worker processes.
     python -m examples.mutants [--jobs N] [--examples N] [--stop-after N] [--json PATH]
                                [NAME ...]
 
-runs the conformance check (`model.conformance.conform`) on each mutant to its first
+runs the conformance check (`runbound.model.check.conformance.conform`) on each mutant to its first
 failure and prints which invariant caught it, in how many calls, how soon;
 tests/test_mutants.py requires every mutant to be caught.
 """
@@ -43,11 +43,11 @@ from types import ModuleType
 from typing import Any, ClassVar, cast
 
 from examples.simple_store import SimpleStore
-from model.clock import Clock
-from model.conformance import Capabilities, conform
-from model.policy import Policy
-from model.protocol import RunStore
-from model.verify import Check
+from runbound.model.check.conformance import conform
+from runbound.model.check.verify import Check
+from runbound.model.clock import Clock
+from runbound.model.policy import Policy
+from runbound.model.protocol import Capabilities, RunStore
 
 #: the classes of defect the issue names
 KINDS = ("bad-argument", "untyped-error", "surrogate", "precedence", "clock", "closed",

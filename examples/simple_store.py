@@ -8,7 +8,7 @@ spec is enough to pass the conformance kit:
 
 Rules of this module:
 - It uses only the public types of `model` (records, errors, policy, lifecycle, clock),
-  never `model.spec` or `reference/`: every rule is written out here from
+  never `runbound.model.spec` or `reference/`: every rule is written out here from
   `specs/lifecycle.md` and `specs/policy.md`, and named by its code.
 - `_lock` guards every attribute after it and is held for the whole of each call, so a
   call is atomic and sees one instant. The worker sweeps under it too.
@@ -35,9 +35,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
-from model.clock import Clock, sleep
-from model.conformance import Capabilities
-from model.errors import (
+from runbound.model.clock import Clock, sleep
+from runbound.model.errors import (
     AdmissionRefused,
     ClockError,
     IllegalTransition,
@@ -48,9 +47,10 @@ from model.errors import (
     StoreClosed,
     UnknownRun,
 )
-from model.lifecycle import TERMINAL, TRANSITIONS, Status
-from model.policy import Policy, SweepMode
-from model.records import MAX_RUN_ID_LENGTH, Page, Run, SweepResult
+from runbound.model.lifecycle import TERMINAL, TRANSITIONS, Status
+from runbound.model.policy import Policy, SweepMode
+from runbound.model.protocol import Capabilities
+from runbound.model.records import MAX_RUN_ID_LENGTH, Page, Run, SweepResult
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +112,12 @@ class SimpleStore:
                 old = self._runs.get(rid)
                 if old is not None and old.terminated_at is None:
                     raise RunAlreadyActive(rid, old.status,
-                                           "S1: a run with this id is already active")
+                                           "A1: a run with this id is already active")
                 self._runs.pop(rid, None)  # a terminal run, visible or not, is replaced
                 active = sum(1 for r in self._runs.values() if r.terminated_at is None)
                 if self.policy.max_active is not None and active >= self.policy.max_active:
                     raise AdmissionRefused(rid, "absent" if old is None else old.status,
-                                           f"S2: {active} active runs, max_active is "
+                                           f"A2: {active} active runs, max_active is "
                                            f"{self.policy.max_active}")
                 run = Run(rid, Status.PENDING, now, now, seq=self._next_seq)
                 self._next_seq += 1

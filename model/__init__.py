@@ -1,14 +1,14 @@
 """runbound's executable specification of a run store, and the checkers that use it.
 
-- `model.lifecycle`: statuses and the one transition table
-- `model.policy`: retention policies
-- `model.spec`: the operations, as pure functions of (state, arguments, now)
-- `model.invariants`: the numbered invariants and their checks
-- `model.stateful`: the Hypothesis state machine that holds a store to the model
-- `model.verify`: the verdict table of `runbound verify`
+- `runbound.model.lifecycle`: statuses and the one transition table
+- `runbound.model.policy`: retention policies
+- `runbound.model.spec`: the operations, as pure functions of (state, arguments, now)
+- `runbound.model.invariants`: the numbered invariants and their checks
+- `runbound.model.check.stateful`: the Hypothesis state machine that holds a store to the model
+- `runbound.model.check.verify`: the verdict table of `runbound verify`
 """
 
-from model.errors import (
+from runbound.model.errors import (
     AdmissionRefused,
     ClockError,
     IllegalTransition,
@@ -20,9 +20,9 @@ from model.errors import (
     StoreClosed,
     UnknownRun,
 )
-from model.lifecycle import ACTIVE, TERMINAL, TRANSITIONS, Status
-from model.policy import Policy, SweepMode
-from model.records import MAX_RUN_ID_LENGTH, Page, Run, SweepResult
+from runbound.model.lifecycle import ACTIVE, TERMINAL, TRANSITIONS, Status
+from runbound.model.policy import Policy, SweepMode
+from runbound.model.records import MAX_RUN_ID_LENGTH, Page, Run, SweepResult
 
 __all__ = [
     "ACTIVE",

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from model.lifecycle import TERMINAL, TRANSITIONS
-from model.policy import Policy
-from model.records import Run
-from model.spec import ModelState, expired, shown, stale
+from runbound.model.lifecycle import TERMINAL, TRANSITIONS
+from runbound.model.policy import Policy
+from runbound.model.records import Run
+from runbound.model.spec import ModelState, expired, shown, stale
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +62,13 @@ class InvariantViolation(AssertionError):
     invariant: str = "?"
 
     def __init__(self, message: str, trace: tuple[str, ...] = (),
-                 program: tuple[dict[str, object], ...] = (), differed: str = "") -> None:
+                 program: tuple[dict[str, object], ...] = (), differed: str = "",
+                 call: tuple[str, str, str] | None = None) -> None:
         self.trace = trace        # the calls, as text
-        self.program = program    # the same calls as data, for `model.replay`
-        self.differed = differed  # what was seen: the model's result against the store's
+        self.program = program    # the same calls as data, for `runbound.model.check.replay`
+        self.differed = differed  # what was seen, one line
+        #: when seen after a call: the call, the model's result and the store's, as shown
+        self.call = call
         super().__init__(message)
 
 

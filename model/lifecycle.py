@@ -11,7 +11,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
-from model.errors import IllegalTransition, InvalidArgument
+from runbound.model import rules
+from runbound.model.errors import IllegalTransition, InvalidArgument
 
 
 class Status(StrEnum):
@@ -21,17 +22,23 @@ class Status(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
-    @property
-    def active(self) -> bool:
-        return self in ACTIVE
+    def __repr__(self) -> str:
+        # a status is its value (Status.RUNNING == "running"): every message and
+        # counterexample that shows a run shows status='running', not the enum's
+        # <Status.RUNNING: 'running'>
+        return repr(self.value)
 
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
+    #: member of ACTIVE, of TERMINAL: plain attributes set once below, not properties,
+    #: since every checker reads them on every run at every step
+    active: bool
+    terminal: bool
 
 
 ACTIVE: Final = frozenset({Status.PENDING, Status.RUNNING})
 TERMINAL: Final = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+for _status in Status:
+    _status.active = _status in ACTIVE
+    _status.terminal = _status in TERMINAL
 
 #: status -> the statuses a `transition` call may move it to. Terminal statuses are
 #: absorbing (no way out); a self-loop is not a transition. The lease sweep moves an
@@ -63,7 +70,7 @@ def check_transition(run_id: str, current: Status, target: Status) -> None:
     """Raise IllegalTransition unless the table allows current -> target."""
     allowed = TRANSITIONS[current]
     if target not in allowed:
-        names = ", ".join(sorted(s.value for s in allowed)) or "none: it is terminal"
-        raise IllegalTransition(
-            run_id, current, f"T1: cannot move {current} -> {target}; allowed: {names}"
-        )
+        def rule() -> str:  # worded only if read
+            names = ", ".join(sorted(s.value for s in allowed)) or "none: it is terminal"
+            return rules.text("T1", current=current, target=target, allowed=names)
+        raise IllegalTransition(run_id, current, rule)

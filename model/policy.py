@@ -13,10 +13,10 @@ import warnings
 from dataclasses import dataclass
 from enum import StrEnum
 
-from model.errors import PolicyError
+from runbound.model.errors import PolicyError
 
 #: the largest limit and cursor position: what a signed 64-bit integer holds, so a store
-#: in any language can take every value the spec accepts (model.spec's L2, L3)
+#: in any language can take every value the spec accepts (runbound.model.spec's L2, L3)
 MAX_INT = 2**63 - 1
 #: the largest finite float
 _FLOAT_MAX = sys.float_info.max

@@ -1,6 +1,7 @@
-"""The interface every store implements and every checker drives.
+"""The interface every store implements and every checker drives, and what a store may
+declare it lacks (`Capabilities`).
 
-The operations mirror `model.spec`, with the store reading `now` from its clock. A store
+The operations mirror `runbound.model.spec`, with the store reading `now` from its clock. A store
 is built by a factory `(policy, clock) -> store`; checkers pass a `VirtualClock`.
 `snapshot()` is for checking, not serving: it returns every retained run, visible or
 not, so the checkers can see what the store really holds.
@@ -9,12 +10,13 @@ not, so the checkers can see what the store really holds.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from model.clock import Clock
-from model.lifecycle import Status
-from model.policy import Policy
-from model.records import Page, Run, SweepResult
+from runbound.model.clock import Clock
+from runbound.model.lifecycle import Status
+from runbound.model.policy import Policy
+from runbound.model.records import Page, Run, SweepResult
 
 
 @runtime_checkable
@@ -36,3 +38,60 @@ class RunStore(Protocol):
 
 
 StoreFactory = Callable[[Policy, Clock], RunStore]
+
+
+def release(store: object) -> None:
+    """End what only the harness can end. The S1 replica's worker has no stop, so its
+    adapter offers `release()` (docs/conformance.md: the one hook a store may have); a
+    store without it has nothing to end here."""
+    hook = getattr(store, "release", None)
+    if callable(hook):
+        hook()
+
+
+def dispose(store: RunStore) -> None:
+    """Close `store`, then `release` it: how every checker lets a store go."""
+    store.close()
+    release(store)
+
+
+#: the capability each call needs: one map, for every checker (`Capabilities`)
+NEEDS = {"start_cleanup_worker": "worker", "stop_cleanup_worker": "worker",
+         "cleanup_workers_alive": "worker", "worker": "worker", "append_event": "events",
+         "heartbeat": "heartbeat"}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a store has. The defaults are everything a full store has, but durability."""
+
+    #: a cleanup worker (`start_cleanup_worker` and the rest): I11, I16, I18
+    worker: bool = True
+    #: `append_event` and the ring buffer: I12
+    events: bool = True
+    #: `heartbeat`
+    heartbeat: bool = True
+    #: a restart (`reopen()`, or a new store from the factory) keeps every run: I17
+    durable: bool = False
+    #: safe to call from many threads at once: the concurrent check (I19)
+    thread_safe: bool = False
+    #: the store keeps times only to this many seconds (e.g. 0.001 for milliseconds): the
+    #: checks move their clock in whole multiples of it (0: any step)
+    clock_granularity: float = 0.0
+
+    def skipped(self) -> dict[str, str]:
+        """Invariants left out, with the reason."""
+        out: dict[str, str] = {}
+        if not self.worker:
+            out |= {i: "declares no cleanup worker" for i in ("I11", "I16", "I18", "E1", "E2")}
+        if not self.events:
+            out["I12"] = "declares no events"
+        if not self.durable:
+            out["I17"] = "does not declare itself durable"
+        if not self.thread_safe:
+            out["I19"] = "does not declare itself thread-safe"
+        return out
+
+    def allows(self, op: str) -> bool:
+        """May a check call `op` on a store that declares this?"""
+        return bool(getattr(self, NEEDS.get(op, ""), True))

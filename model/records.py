@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.lifecycle import Status
+from runbound.model.lifecycle import Status
 
 #: Longest accepted run id, in characters (rule R1). Long enough for a UUID with a prefix,
 #: short enough to index in SQLite and to use as part of a Redis key.

@@ -15,20 +15,23 @@
 # cap keeps more of them readable, and costs memory. Where is the knee: the smallest
 # memory past which more retention barely lowers the miss rate?
 #
-# Workload: 100,000 runs (28 hours) arrive at 1 per second (Poisson), run for a lognormal time (median 60 s),
-# and half of them are read back once by a client after a lognormal delay (median 10 min,
-# wide: some come back after hours). Every (TTL, cap) pair runs the same workload through
-# the model's policy (`model.simulate.FastEngine`, cross-checked against the model and the
-# reference store in `tests/test_simulate.py`).
+# Workload: 100,000 runs (28 hours) arrive at 1 per second (Poisson), run for a lognormal
+# time (median 60 s), and half of them are read back once by a client after a lognormal
+# delay (median 10 min, wide: some come back after hours). Every (TTL, cap) pair runs the
+# same workload through the model's policy (`runbound.model.sim.simulate.FastEngine`, cross-checked
+# against the model and the reference store in `tests/test_simulate.py`).
 
 # %%
 import math
 import os
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from model.policy import Policy
-from model.simulate import LogNormal, Poisson, Workload, simulate
+from runbound.figures import show
+from runbound.model.policy import Policy
+from runbound.model.sim.simulate import simulate
+from runbound.model.sim.workload import LogNormal, Poisson, Workload
 
 SCALE = float(os.environ.get("RUNBOUND_NOTEBOOK_SCALE", "1"))
 RUNS = max(500, int(100_000 * SCALE))
@@ -51,24 +54,6 @@ for r in rows:
           f"(expired {r['expired']:.1%}, unknown {r['unknown']:.1%})")
 
 # %% [markdown]
-# Each curve is one cap, its points the TTLs from left (short) to right (long). A miss is
-# *expired* when the client came back after the TTL, *unknown* when the run was dropped by
-# the cap within its TTL.
-
-# %%
-fig, ax = plt.subplots(figsize=(7, 4.5))
-for cap in CAPS:
-    pts = [r for r in rows if r["cap"] == cap]
-    ax.plot([r["mb"] for r in pts], [r["miss"] for r in pts], marker="o",
-            label=f"cap {cap or 'none'}")
-ax.set_xscale("log")
-ax.set_xlabel("peak memory of retained terminal runs (MB, approx.)")
-ax.set_ylabel("late-read miss rate")
-ax.set_title("TTL x cap: memory against misses")
-ax.legend()
-plt.show()
-
-# %% [markdown]
 # The knee: on the frontier of policies no other beats on both memory and misses, the point
 # farthest below the straight line joining the frontier's two ends, memory on a log scale
 # as in the plot (the "kneedle" rule).
@@ -87,7 +72,12 @@ def below_line(r: dict) -> float:
     return lo["miss"] + t * (hi["miss"] - lo["miss"]) - r["miss"]
 
 
-knee = max(frontier, key=below_line)
+def duration(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
+
+
+# of policies that give the same point (a cap that does not bite), the one without a cap
+knee = max(frontier, key=lambda r: (round(below_line(r), 9), r["cap"] or math.inf))
 best = min(rows, key=lambda r: r["miss"])
 print(f"knee: ttl={knee['ttl']}s, cap={knee['cap']}: {knee['mb']:.2f} MB, "
       f"{knee['miss']:.1%} misses")
@@ -96,6 +86,54 @@ print(f"keeping the most: ttl={best['ttl']}s, cap={best['cap']}: {best['mb']:.2f
 print(f"Answer: past the knee, {best['mb'] / knee['mb']:.0f}x the memory buys "
       f"{(knee['miss'] - best['miss']) * 100:.1f} points fewer misses.")
 assert knee["mb"] <= best["mb"] and knee["miss"] >= best["miss"]
+
+# %% [markdown]
+# Each line is one cap, its points the TTLs from left (short) to right (long), written on
+# the uncapped line. A cap only changes a policy when it is below arrival rate x TTL, so
+# the capped lines leave the uncapped one where their cap bites and end in one point: the
+# cap, whatever the TTL. Capped policies are drawn as rings around the uncapped points so
+# that none hides another. A miss is *expired* when the client came back after the TTL,
+# *unknown* when the cap dropped the run within its TTL.
+
+# %%
+fig, ax = plt.subplots(figsize=(8, 5))
+styles = {None: ("-", "o", 5), 5000: ("--", "s", 9), 1000: ("-.", "D", 11),
+          200: (":", "^", 13), 50: ("--", "v", 15)}
+for cap in reversed(CAPS):  # the uncapped line last, on top
+    pts = [r for r in rows if r["cap"] == cap]
+    linestyle, marker, size = styles[cap]
+    ax.plot([r["mb"] for r in pts], [r["miss"] for r in pts], linestyle=linestyle,
+            marker=marker, markersize=size, markerfacecolor="black" if cap is None else "none",
+            color="black" if cap is None else None, zorder=3 if cap is None else 2,
+            label="no cap" if cap is None else f"cap {cap:,}")
+groups: list[list[dict]] = []  # TTLs whose points nearly coincide share one label
+for r in (r for r in rows if r["cap"] is None):
+    last = groups[-1][-1] if groups else None
+    if last and abs(math.log10(r["mb"] / last["mb"])) < 0.1 and last["miss"] - r["miss"] < 0.04:
+        groups[-1].append(r)
+    else:
+        groups.append([r])
+for group in groups:
+    ax.annotate(" ~ ".join(duration(r["ttl"]) for r in group), (group[0]["mb"], group[0]["miss"]),
+                xytext=(8, 6), textcoords="offset points", fontsize=9)
+ax.plot([knee["mb"]], [knee["miss"]], linestyle="none", marker="o", markersize=22,
+        markerfacecolor="none", markeredgecolor="crimson", markeredgewidth=2, zorder=4,
+        label="the knee")
+knee_cap = "no cap" if knee["cap"] is None else f"cap {knee['cap']:,}"
+ax.annotate(f"knee: TTL {duration(knee['ttl'])}, {knee_cap}\n"
+            f"{knee['mb']:.1f} MB, {knee['miss']:.1%} of late reads miss",
+            (knee["mb"], knee["miss"]), xytext=(1.03, 0.3), textcoords="axes fraction",
+            color="crimson", arrowprops={"arrowstyle": "->", "color": "crimson"})
+ax.set_xscale("log")
+ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+ax.set_xlabel("peak memory of retained finished runs (MB, log scale)")
+ax.set_ylabel("late reads that miss")
+ax.set_title(f"The knee is a TTL of {duration(knee['ttl'])}: past it, "
+             f"{best['mb'] / knee['mb']:.0f}x the memory buys "
+             f"{(knee['miss'] - best['miss']) * 100:.0f} points fewer misses")
+ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), title="retention cap")
+show(fig)
 
 # %% [markdown]
 # **Answer.** (Numbers from the committed full-size run: 100,000 runs.) The knee is a TTL

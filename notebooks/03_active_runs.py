@@ -27,10 +27,13 @@
 import os
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import PercentFormatter
 
-from model.policy import Policy, SweepMode
-from model.simulate import LogNormal, Pareto, Poisson, StoreEngine, Workload, simulate
-from reference.seeds.adapters import S1Store
+from runbound.figures import show
+from runbound.model.policy import Policy, SweepMode
+from runbound.model.sim.simulate import StoreEngine, simulate
+from runbound.model.sim.workload import LogNormal, Pareto, Poisson, Workload
+from runbound.reference.seeds.adapters import S1Store
 
 SCALE = float(os.environ.get("RUNBOUND_NOTEBOOK_SCALE", "1"))
 RUNS = max(600, int(12_000 * SCALE))
@@ -61,19 +64,40 @@ for name, m in results.items():
           f"starts refused {m.refused:>5} ({m.refused / m.starts:.1%}), "
           f"reaped {m.reaped if m.reaped is not None else '-'}")
 
-# %%
-fig, ax = plt.subplots(figsize=(7, 4))
-for name, m in results.items():
-    ax.plot([s[0] / 3600 for s in m.samples], [s[1] for s in m.samples], label=name)
-ax.set_xlabel("hours")
-ax.set_ylabel("active runs retained")
-ax.set_yscale("symlog")
-ax.set_title("20% of runs never finish")
-ax.legend(fontsize=8)
-plt.show()
+# %% [markdown]
+# Left, the active runs each store holds over time (log scale); right, what each policy
+# costs the clients that start runs.
 
 # %%
 s1 = results["S1 replica (cap 200, best effort)"]
+lease = results["lease (stale_after=300)"]
+fig, (ax, cost) = plt.subplots(1, 2, figsize=(12, 4.5), width_ratios=(3, 2))
+for (name, m), linestyle in zip(results.items(), ("-", "--", "-.", ":"), strict=True):
+    ax.plot([s[0] / 3600 for s in m.samples], [s[1] for s in m.samples], label=name,
+            linestyle=linestyle, linewidth=2 if linestyle == ":" else 1.5)
+ax.set_xlabel("hours")
+ax.set_ylabel("active runs retained (log scale)")
+ax.set_yscale("symlog", linthresh=1)
+ax.set_ylim(bottom=0)
+ax.set_title("active runs held")
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=2, fontsize=9)
+names = list(results)
+refused = [results[n].refused / results[n].starts for n in names]
+bars = cost.barh(range(len(names)), refused, color="0.6")
+cost.bar_label(bars, [f"{r:.1%}" for r in refused], padding=3)
+cost.set_yticks(range(len(names)), [n.replace(" (", "\n(") for n in names])
+cost.invert_yaxis()
+cost.set_xlim(0, 1.15)
+cost.xaxis.set_major_formatter(PercentFormatter(1.0))
+cost.set_xlabel("starts refused")
+cost.set_ylabel("store and policy")
+cost.set_title("starts refused")
+fig.suptitle(f"Under a cap on finished runs, active runs reach {s1.peak_active:,}; a lease "
+             f"frees the dead ones ({lease.peak_active} active at most) and refuses no start")
+fig.tight_layout()
+show(fig)
+
+# %%
 admit, lease, both = (results[k] for k in policies)
 s1_total = max(a + t for _, a, t, _, _ in s1.samples)
 print(f"Answer: under the best-effort cap of 200 the replica retains up to {s1_total} runs, "

@@ -28,10 +28,12 @@ import os
 
 import matplotlib.pyplot as plt
 
-from model.policy import Policy, SweepMode
-from model.simulate import LogNormal, Poisson, StoreEngine, Workload, simulate
-from reference.memory import MemoryRunStore
-from reference.seeds.adapters import FixedS1Store, FixedS2Store, S1Store, S2Store
+from runbound.figures import show
+from runbound.model.policy import Policy, SweepMode
+from runbound.model.sim.simulate import StoreEngine, simulate
+from runbound.model.sim.workload import LogNormal, Poisson, Workload
+from runbound.reference.memory import MemoryRunStore
+from runbound.reference.seeds.adapters import FixedS1Store, FixedS2Store, S1Store, S2Store
 
 SCALE = float(os.environ.get("RUNBOUND_NOTEBOOK_SCALE", "1"))
 RUNS = max(600, int(17_000 * SCALE))
@@ -65,22 +67,43 @@ for name, m in results.items():
           f"expired {m.miss_rate('expired'):5.1%}, unknown {m.miss_rate('unknown'):5.1%}, "
           f"stale {m.miss_rate('stale'):5.1%}; starts refused {m.refused}")
 
+# %% [markdown]
+# Runs retained (active and finished) by each seed, its fix and the reference store under
+# the fixed policy. The fix and the reference run the same policy, so their lines lie on
+# each other (the fix dashed, the reference a ring every hour): that is the point. The
+# dotted grey line is the bound the fixed policy promises: its cap plus `max_active`.
+
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
-for ax, seed in zip(axes, ("S1", "S2"), strict=True):
-    for name, m in results.items():
-        if seed in name:
-            ax.plot([s[0] / 3600 for s in m.samples], [s[1] + s[2] for s in m.samples],
-                    label=name)
-    ax.set_title(f"{seed}: runs retained")
+peak = {n: max(a + t for _, a, t, _, _ in m.samples) for n, m in results.items()}
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+for ax, seed, fixed in zip(axes, ("S1", "S2"), (S1_FIXED, S2_FIXED), strict=True):
+    for name, linestyle, marker in ((f"{seed} replica", "-", "none"),
+                                    (f"reference, {seed} policy fixed", "none", "o"),
+                                    (f"{seed} fixed", "--", "none")):
+        m = results[name]
+        ax.plot([s[0] / 3600 for s in m.samples], [s[1] + s[2] for s in m.samples],
+                label=name, linestyle=linestyle, marker=marker, markerfacecolor="none",
+                markevery=30)  # samples are 2 minutes apart: a ring every hour
+    bound = (fixed.max_terminal or 0) + (fixed.max_active or 0)
+    ax.axhline(bound, color="0.4", linestyle=":", linewidth=1)
+    ax.annotate(f"bound: cap {fixed.max_terminal} + {fixed.max_active} active",
+                (1, bound), xycoords=("axes fraction", "data"), xytext=(-4, 4),
+                textcoords="offset points", ha="right", fontsize=9, color="0.3")
+    ax.set_ylim(0, max(peak[f"{seed} replica"], bound) * 1.15)
+    ax.set_title(f"{seed}: the replica peaks at {peak[f'{seed} replica']:,} runs, "
+                 f"fixed at {peak[f'{seed} fixed']:,}")
     ax.set_xlabel("hours")
-    ax.legend(fontsize=8)
-plt.show()
+    ax.set_ylabel("runs retained (active + finished)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncols=2, fontsize=9)
+fig.suptitle(f"Dead runs take the replicas to {peak['S1 replica']:,} (S1) and "
+             f"{peak['S2 replica']:,} (S2) runs; fixed, each stays under its bound, as the "
+             f"reference store does")
+fig.tight_layout()
+show(fig)
 
 # %%
 s1, s1f = results["S1 replica"], results["S1 fixed"]
 s2, s2f = results["S2 replica"], results["S2 fixed"]
-peak = {n: max(a + t for _, a, t, _, _ in m.samples) for n, m in results.items()}
 print(f"Answer: S1 retains up to {peak['S1 replica']} runs against its cap of 200: "
       f"{s1.peak_active} dead active runs it can never remove, and to stay near the cap "
       f"it deletes finished runs as they finish: {s1.miss_rate('unknown'):.0%} of late "

@@ -11,11 +11,11 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from model import spec
-from model.errors import AdmissionRefused, RunAlreadyActive
-from model.lifecycle import Status, as_status
-from model.records import Run
-from reference.memory import MemoryRunStore
+from runbound.model import rules, spec
+from runbound.model.errors import AdmissionRefused, RunAlreadyActive
+from runbound.model.lifecycle import Status, as_status
+from runbound.model.records import Run
+from runbound.reference.memory import Changes, MemoryRunStore
 
 
 class EvictsActiveStore(MemoryRunStore):
@@ -24,12 +24,12 @@ class EvictsActiveStore(MemoryRunStore):
     label = "evicts-active"
     breaks = ("I4",)
 
-    def _enforce_cap(self) -> tuple[str, ...]:
+    def _enforce_cap(self, changes: Changes | None = None) -> tuple[str, ...]:
         cap = self.policy.max_terminal
         evicted: list[str] = []
-        while cap is not None and len(self._terminal) > cap:
+        while cap is not None and self._terminal_count > cap:
             run = self._by_seq.peekitem(0)[1]  # oldest started, active or not
-            self._remove(run)
+            self._change(run, None, changes)
             evicted.append(run.run_id)
         return tuple(sorted(evicted))
 
@@ -45,8 +45,8 @@ class CountsOnlyTerminalStore(MemoryRunStore):
         cap = self.policy.max_active
         if cap is not None:
             with self._lock:
-                if len(self._terminal) >= cap + (self.policy.max_terminal or 0):
-                    raise AdmissionRefused(run_id, "absent", "S2: store full")
+                if self._terminal_count >= cap + (self.policy.max_terminal or 0):
+                    raise AdmissionRefused(run_id, "absent", "A2: store full")
         policy, self.policy = self.policy, replace(self.policy, max_active=None)
         try:
             return super().start(run_id)
@@ -68,8 +68,7 @@ class RestampsTerminatedAtStore(MemoryRunStore):
             if old is not None and old.terminal and target.terminal and target is not old.status:
                 now = self._now()
                 new = replace(old, status=target, updated_at=now, terminated_at=now)
-                self._unindex(old)
-                self._index(new)
+                self._set(old, new)
                 return new
         return super().transition(run_id, status)
 
@@ -119,27 +118,35 @@ class RacyStore(MemoryRunStore):
     breaks = ("I19",)
 
     def start(self, run_id: str) -> Run:
-        with self._reading(lambda: (spec.check_run_id(run_id),)) as (now, (rid,)):
+        with self._lock:
+            self._check_open()
+            rid = spec.check_run_id(run_id)
+            now = self._now(rid)
             old = self._by_id.get(rid)
-            # an active run the lazy sweep would not reap refuses the start (S1)
+            # an active run the lazy sweep would not reap refuses the start (A1)
             if old is not None and old.active and not (
                     self.policy.lazy and spec.stale(old, self.policy, now)):
-                raise RunAlreadyActive(rid, old.status, "S1: a run with this id is "
-                                                        "already active")
+                raise RunAlreadyActive(rid, old.status, rules.text("A1"))
         time.sleep(0.0005)  # the window between the check and the act
-        with self._mutation(lambda: (rid,)) as (now, _):
+        with self._lock:
+            self._check_open()
+            now = self._now(rid)
+            changes = self._lazy(now)
             old = self._by_id.get(rid)
             if old is not None:  # active too, if another start won the window
-                self._remove(old)
+                self._set(old, None)
             cap = self.policy.max_active
-            if cap is not None and len(self._active) >= cap:
+            if cap is not None and self._active_count >= cap:
+                if old is not None:
+                    self._set(None, old)
+                self._undo(changes)
                 raise AdmissionRefused(rid, "absent" if old is None else old.status,
-                                       f"S2: {len(self._active)} active runs, "
-                                       f"max_active is {cap}")
+                                       rules.text("A2", active=self._active_count,
+                                                  max_active=cap))
             run = Run(rid, Status.PENDING, created_at=now, updated_at=now,
                       seq=self._next_seq)
             self._next_seq += 1
-            self._add(run)
+            self._set(None, run)
             return run
 
 

@@ -39,6 +39,14 @@ local op, request, now = ARGV[1], ARGV[2], ARGV[3]
 
 local function refused(kind, who, rule) return {"err", kind, who, "n/a", rule} end
 
+-- the rules' texts, one table for every store (model/rules.py), written in at load
+local RULES = __RULES__
+local function rule(code, fields)
+  local words = string.gsub(RULES[code], "{([%w_]+)}",
+                            function(k) return tostring(fields and fields[k]) end)
+  return code .. ": " .. words
+end
+
 -- per op: does it read the clock, is it recorded, and its arguments' kinds in order
 local OPS = {
   start = {clocked = true, recorded = true, args = {"id"}},
@@ -120,8 +128,7 @@ local function check()
     return refused("InvalidArgument", who, "the record TTL is a positive integer of ms")
   end
   if spec.clocked and not finite(now) then
-    return refused("ClockError", who, "C1: the clock read " .. now ..
-                   "; a reading must be a finite number")
+    return refused("ClockError", who, rule("C1", {reading = now}))
   end
   if not spec.clocked and now ~= "" then
     return refused("InvalidArgument", who, op .. " does not read the clock")
@@ -276,8 +283,8 @@ if MUTATIONS[op] and lazy then sweep(t, tnow) end
 
 local function visible(id)
   local run = load(id)
-  if not run then return nil, refuse("UnknownRun", id, "absent", "V1: no run with this id is retained") end
-  if expired(run, t) then return nil, refuse("UnknownRun", id, run.status, "V2: the run is past its TTL") end
+  if not run then return nil, refuse("UnknownRun", id, "absent", rule("V1")) end
+  if expired(run, t) then return nil, refuse("UnknownRun", id, run.status, rule("V2")) end
   return run
 end
 
@@ -285,7 +292,7 @@ local function live(id, what)
   local run, err = visible(id)
   if not run then return nil, err end
   if not ACTIVE[run.status] then
-    return nil, refuse("NotActive", id, run.status, "T2: " .. what .. " needs an active run")
+    return nil, refuse("NotActive", id, run.status, rule("T2", {op = what}))
   end
   return run
 end
@@ -300,12 +307,12 @@ local function perform(a, b, c)
   if op == "start" then
     local old = load(a)
     if old and ACTIVE[old.status] then
-      return refuse("RunAlreadyActive", a, old.status, "S1: a run with this id is already active")
+      return refuse("RunAlreadyActive", a, old.status, rule("A1"))
     end
     if old then remove(old) end
     if max_active ~= nil and count("active") >= max_active then
       return refuse("AdmissionRefused", a, old and old.status or "absent",
-                    "S2: " .. count("active") .. " active runs, max_active is " .. ARGV[6])
+                    rule("A2", {active = count("active"), max_active = ARGV[6]}))
     end
     local seq = redis.call("HINCRBY", META, "next_seq", 1)
     local run = {id = a, seq = string.format("%d", seq), status = "pending", created = tnow,
@@ -316,7 +323,12 @@ local function perform(a, b, c)
     local run, err = visible(a)
     if not run then return err end
     if not (MOVES[run.status] or {})[b] then
-      return refuse("IllegalTransition", a, run.status, "T1: cannot move " .. run.status .. " -> " .. b)
+      local names = {}
+      for name in pairs(MOVES[run.status] or {}) do names[#names + 1] = name end
+      table.sort(names)
+      local allowed = #names > 0 and table.concat(names, ", ") or "none: it is terminal"
+      return refuse("IllegalTransition", a, run.status,
+                    rule("T1", {current = run.status, target = b, allowed = allowed}))
     end
     remove(run)
     local new = copy(run)

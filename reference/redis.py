@@ -2,7 +2,7 @@
 
 Rules of this module:
 - Every call checks, in the spec's order (`specs/lifecycle.md`): L1 the store is open,
-  its arguments (`model.spec`'s checks), then C1 its one clock reading, refused here if
+  its arguments (`runbound.model.spec`'s checks), then C1 its one clock reading, refused here if
   NaN or infinite. Only then is the script called, and the script checks everything
   again before its first write (`redis.lua`, rule 1): a script that fails halfway keeps
   its writes.
@@ -46,14 +46,15 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from model import errors, spec
-from model.clock import Clock
-from model.lifecycle import Status, as_status
-from model.policy import Policy
-from model.records import Page, Run, SweepResult
-from reference.worker import CleanupWorker, WorkerMixin
+from runbound.model import errors, rules, spec
+from runbound.model.clock import Clock
+from runbound.model.lifecycle import Status, as_status
+from runbound.model.policy import Policy
+from runbound.model.records import Page, Run, SweepResult
+from runbound.reference.worker import CleanupWorker, WorkerMixin
 
-LUA = (Path(__file__).parent / "redis.lua").read_text()
+# the script, with the one table of rule texts written in (model/rules.py)
+LUA = (Path(__file__).parent / "redis.lua").read_text().replace("__RULES__", rules.lua_table())
 
 
 class OutcomeUnknown(errors.RunboundError):
@@ -215,7 +216,7 @@ class RedisRunStore(WorkerMixin):
 
     def _open(self) -> None:
         if self._closed:
-            raise errors.StoreClosed("*", "closed", "L1: the store is closed")
+            raise errors.StoreClosed("*", "closed", rules.text("L1"))
 
     def _reading(self, who: str) -> str:
         """C1: one clock reading, as an exact decimal string; ClockError if not finite."""
@@ -225,8 +226,7 @@ class RedisRunStore(WorkerMixin):
         except OverflowError:  # an int past any float
             value = math.nan
         if not math.isfinite(value):
-            raise errors.ClockError(who, "n/a", f"C1: the clock read {reading!r}; a reading "
-                                    "must be a finite number")
+            raise errors.ClockError(who, "n/a", rules.text("C1", reading=repr(reading)))
         return repr(value)
 
     def _call(self, op: str, who: str, *args: str, client: redis.Redis | None = None

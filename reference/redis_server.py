@@ -28,9 +28,10 @@ from mirakuru.exceptions import AlreadyRunning, ExecutorError, ProcessExitedWith
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from model.clock import Clock
-from model.policy import Policy
-from model.protocol import RunStore
+from runbound.model.clock import Clock
+from runbound.model.policy import Policy
+from runbound.model.protocol import RunStore
+from runbound.reference.redis import RedisRunStore
 
 #: how many ports to try when each is taken before the server binds it
 PORT_ATTEMPTS = 5
@@ -148,7 +149,6 @@ _prefixes = itertools.count()
 def on_local_server(policy: Policy, clock: Clock) -> RunStore:
     """A factory for the checks: each store under a new prefix on this process's own
     redis-server (started on first use, stopped at exit)."""
-    from reference.redis import RedisRunStore
 
     global _server
     if _server is None:

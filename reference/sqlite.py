@@ -41,9 +41,9 @@ from contextlib import contextmanager
 from dataclasses import replace
 from types import TracebackType
 
-from model import spec
-from model.clock import Clock, sleep
-from model.errors import (
+from runbound.model import rules, spec
+from runbound.model.clock import Clock, sleep
+from runbound.model.errors import (
     AdmissionRefused,
     ClockError,
     InvalidArgument,
@@ -53,10 +53,10 @@ from model.errors import (
     StoreClosed,
     UnknownRun,
 )
-from model.lifecycle import Status, as_status, check_transition
-from model.policy import Policy
-from model.records import Page, Run, SweepResult
-from reference.worker import CleanupWorker, WorkerMixin
+from runbound.model.lifecycle import Status, as_status, check_transition
+from runbound.model.policy import Policy
+from runbound.model.records import Page, Run, SweepResult
+from runbound.reference.worker import CleanupWorker, WorkerMixin
 
 #: how long a call waits for another connection's write lock (seconds)
 BUSY_TIMEOUT = 30.0
@@ -118,8 +118,7 @@ def _reading(clock: Clock, who: str) -> float:
     except OverflowError:  # an int too large for a float is no more finite than inf
         finite = False
     if not finite:
-        raise ClockError(who, "n/a", f"C1: the clock read {value!r}; a reading must be a "
-                                     "finite number")
+        raise ClockError(who, "n/a", rules.text("C1", reading=repr(value)))
     return float(value)
 
 
@@ -155,7 +154,7 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
 
 class _WorkerClock:
     """The store's clock as its cleanup worker sees it: the same readings, and sleeps
-    through `model.clock.sleep` on the store's clock (W2). It also keeps, per thread, the
+    through `runbound.model.clock.sleep` on the store's clock (W2). It also keeps, per thread, the
     stop event the worker sleeps on: the worker's sweep looks at it to give way to a stop
     (W3). Each worker thread has an event of its own, so a sweep of a thread winding down
     is never revived by a later start."""
@@ -211,14 +210,14 @@ class SqliteRunStore(WorkerMixin):
                 old = self._row(rid)
                 if old is not None and old.active:
                     raise RunAlreadyActive(rid, old.status,
-                                           "S1: a run with this id is already active")
+                                           rules.text("A1"))
                 if old is not None:
                     self._db.execute("DELETE FROM runs WHERE run_id = ?", (rid,))
                 active = self._meta("active")
                 if self.policy.max_active is not None and active >= self.policy.max_active:
                     raise AdmissionRefused(rid, "absent" if old is None else old.status,
-                                           f"S2: {active} active runs, max_active is "
-                                           f"{self.policy.max_active}")
+                                           rules.text("A2", active=active,
+                                                      max_active=self.policy.max_active))
                 seq = self._meta("next_seq")
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'",
                                  (seq + 1,))
@@ -367,7 +366,7 @@ class SqliteRunStore(WorkerMixin):
         """Step 1 (L1), holding `_lock` for the whole call."""
         with self._lock:
             if self._closed:
-                raise StoreClosed("*", "closed", "L1: the store is closed")
+                raise StoreClosed("*", "closed", rules.text("L1"))
             yield
 
     @contextmanager
@@ -477,15 +476,15 @@ class SqliteRunStore(WorkerMixin):
     def _visible(self, run_id: str, now: float) -> Run:
         run = self._row(run_id)
         if run is None:
-            raise UnknownRun(run_id, "absent", "V1: no run with this id is retained")
+            raise UnknownRun(run_id, "absent", rules.text("V1"))
         if spec.expired(run, self.policy, now):
-            raise UnknownRun(run_id, run.status, "V2: the run is past its TTL")
+            raise UnknownRun(run_id, run.status, rules.text("V2"))
         return run
 
     def _active_run(self, run_id: str, now: float, op: str) -> Run:
         run = self._visible(run_id, now)
         if not run.active:
-            raise NotActive(run_id, run.status, f"T2: {op} needs an active run")
+            raise NotActive(run_id, run.status, rules.text("T2", op=op))
         return run
 
     def _update(self, run: Run) -> None:

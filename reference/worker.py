@@ -5,7 +5,7 @@ Guarantees, each tested in tests/test_worker.py:
    alive-check and the start happen under `_lock` (the first seed did them unlocked).
 2. `stop` is prompt (the thread waits on an Event, not in `sleep`), safe to call twice,
    and safe from the worker thread itself.
-3. It waits on the store's clock (`model.clock.sleep`), so a virtual clock drives it and
+3. It waits on the store's clock (`runbound.model.clock.sleep`), so a virtual clock drives it and
    a checker can run it as a step of its own.
 4. A sweep that raises does not kill the worker. The wait doubles after each failure, up
    to `max_backoff` intervals, and failures are logged only at the 1st, 2nd, 4th, 8th...
@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from model.clock import Clock, sleep
+from runbound.model.clock import Clock, sleep
 
 log = logging.getLogger("runbound.worker")
 

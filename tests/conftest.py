@@ -4,12 +4,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import settings
 
-from model.clock import VirtualClock
-from model.stateful import profile_name
+from runbound.model.check.profiles import load_profile
+from runbound.model.clock import VirtualClock
 
-settings.load_profile(f"runbound-{profile_name()}")
+load_profile()
 
 
 @pytest.fixture

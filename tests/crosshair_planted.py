@@ -1,11 +1,11 @@
 """A planted contract violation CrossHair must find (tests/test_contracts.py): the terminal
-cap of `model.spec.enforce_cap`, written the way the first broken store does it, with the
+cap of `runbound.model.spec.enforce_cap`, written the way the first broken store does it, with the
 model's own contract. Not a test module: CrossHair checks it."""
 
 from __future__ import annotations
 
-from model.policy import Policy
-from model.records import Run
+from runbound.model.policy import Policy
+from runbound.model.records import Run
 
 
 def enforce_cap_oldest_started(runs: tuple[Run, ...], policy: Policy

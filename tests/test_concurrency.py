@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from model.clock import Clock
-from model.errors import RunboundError
-from model.invariants import Observation, state_violations
-from model.lifecycle import Status
-from model.policy import Policy
-from model.probes import RACE_TRIALS, probe_start_race
-from reference.broken import TwoWorkersStore
-from reference.memory import MemoryRunStore
-from reference.redis_server import on_local_server
-from reference.sqlite import on_disk
+from runbound.model.check.probes import RACE_TRIALS, probe_start_race
+from runbound.model.clock import Clock
+from runbound.model.errors import RunboundError
+from runbound.model.invariants import Observation, state_violations
+from runbound.model.lifecycle import Status
+from runbound.model.policy import Policy
+from runbound.reference.broken import TwoWorkersStore
+from runbound.reference.memory import MemoryRunStore
+from runbound.reference.redis_server import on_local_server
+from runbound.reference.sqlite import on_disk
 
 
 @pytest.mark.parametrize(("make", "rounds"), [(MemoryRunStore, 500), (on_disk, 200),

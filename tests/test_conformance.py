@@ -14,20 +14,21 @@ from typing import Any, cast
 import pytest
 
 from examples.simple_store import SimpleStore
-from model.cli import main
-from model.clock import Clock
-from model.conformance import (
+from runbound.cli import main
+from runbound.model.calls import policy_to_json
+from runbound.model.check.conformance import (
     Capabilities,
     StoreConformance,
     capabilities_of,
     conformance_test_case,
     load_factory,
 )
-from model.policy import Policy
-from model.records import Run
-from model.stateful import machine_for, policy_to_json
-from reference.broken import EvictsActiveStore
-from reference.memory import MemoryRunStore
+from runbound.model.check.stateful import machine_for
+from runbound.model.clock import Clock
+from runbound.model.policy import Policy
+from runbound.model.records import Run
+from runbound.reference.broken import EvictsActiveStore
+from runbound.reference.memory import MemoryRunStore
 
 #: the store author's view: the whole check in their own pytest run, as a test case...
 TestSimpleStoreConforms = conformance_test_case(SimpleStore)
@@ -68,20 +69,21 @@ class _Draw:
 
 
 def test_load_factory_names_module_and_attribute() -> None:
-    assert load_factory("reference.broken:EvictsActiveStore") is EvictsActiveStore
+    assert load_factory("runbound.reference.broken:EvictsActiveStore") is EvictsActiveStore
 
 
 def test_conform_reports_a_broken_store_and_writes_replayable_counterexamples(
         tmp_path: Path) -> None:
-    code = main(["conform", "reference.broken:EvictsActiveStore", "--invariant", "I4",
+    code = main(["conform", "runbound.reference.broken:EvictsActiveStore", "--invariant", "I4",
                  "--invariant", "I1", "--out", str(tmp_path)])
     assert code == 1
-    trace = tmp_path / "reference_broken_EvictsActiveStore_I4.json"
+    trace = tmp_path / "runbound_reference_broken_EvictsActiveStore_I4.json"
     assert json.loads(trace.read_text())["invariant"] == "I4"
-    assert not (tmp_path / "reference_broken_EvictsActiveStore_I1.json").exists()  # passed
+    # I1 passed: no file
+    assert not (tmp_path / "runbound_reference_broken_EvictsActiveStore_I1.json").exists()
     assert main(["replay", str(trace)]) == 1
-    assert main(["replay", str(trace), "reference.memory:MemoryRunStore"]) == 0
-    test = tmp_path / "test_regression_reference_broken_EvictsActiveStore_I4.py"
+    assert main(["replay", str(trace), "runbound.reference.memory:MemoryRunStore"]) == 0
+    test = tmp_path / "test_regression_runbound_reference_broken_EvictsActiveStore_I4.py"
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              str(test)], capture_output=True, text=True, cwd=Path.cwd())
     assert result.returncode == 1 and "I4" in result.stdout, result.stdout
@@ -135,8 +137,8 @@ def test_unknown_is_never_a_pass(tmp_path: Path, capsys: pytest.CaptureFixture[s
     ("test_conformance:raising_factory", "no database configured"),
     ("test_conformance:no_store", "not a store"),
     ("nosuchmodule:factory", "cannot import"),
-    ("reference.memory:NoSuchStore", "no attribute"),
-    ("reference.memory", "expected package.module:factory"),
+    ("runbound.reference.memory:NoSuchStore", "no attribute"),
+    ("runbound.reference.memory", "expected package.module:factory"),
 ])
 def test_a_factory_that_cannot_build_a_store_is_a_usage_error(
         spec: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,5 +151,5 @@ def test_the_cli_refuses_names_it_does_not_know(capsys: pytest.CaptureFixture[st
                                                 ) -> None:
     assert main(["verify", "--store", "nosuchstore"]) == 2
     assert "no store matches nosuchstore" in capsys.readouterr().err
-    assert main(["conform", "reference.memory:MemoryRunStore", "--invariant", "I99"]) == 2
+    assert main(["conform", "runbound.reference.memory:MemoryRunStore", "--invariant", "I99"]) == 2
     assert "no such invariant: I99" in capsys.readouterr().err

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from model.invariants import VIOLATIONS
-from model.stateful import machine_for, profile_name
-from reference.broken import EvictsActiveStore
-from reference.memory import MemoryRunStore
+from runbound.model.check.profiles import profile_name
+from runbound.model.check.stateful import machine_for
+from runbound.model.invariants import VIOLATIONS
+from runbound.reference.broken import EvictsActiveStore
+from runbound.reference.memory import MemoryRunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CROSSHAIR = Path(sys.executable).parent / "crosshair"
@@ -37,7 +38,7 @@ def test_model_contracts_hold_and_the_planted_violation_is_found() -> None:
     # both searches at once: each is one process on one core
     # the planted violation gets CPU seconds enough to be found every time (about 4 s of
     # CrossHair's search); the search stops at the first counterexample
-    model = crosshair("model.spec")
+    model = crosshair("runbound.model.spec")
     planted = crosshair("tests/crosshair_planted.py", max(BUDGET, 20))
     model_out, _ = model.communicate(timeout=600)
     planted_out, _ = planted.communicate(timeout=600)
@@ -49,7 +50,7 @@ def test_model_contracts_hold_and_the_planted_violation_is_found() -> None:
 
 def test_the_model_states_contracts_for_crosshair() -> None:
     """The functions the contracts are on: a contract deleted by accident fails here."""
-    from model import spec
+    from runbound.model import spec
 
     for fn in (spec.expired, spec.stale, spec.enforce_cap, spec._sweep, spec.buffer_event):
         assert "post:" in (fn.__doc__ or ""), fn.__name__

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from model.clock import VirtualClock
-from model.errors import (
+from runbound.model.clock import VirtualClock
+from runbound.model.errors import (
     AdmissionRefused,
     ClockError,
     IllegalTransition,
@@ -21,12 +21,12 @@ from model.errors import (
     StoreClosed,
     UnknownRun,
 )
-from model.lifecycle import Status
-from model.policy import Policy
-from model.protocol import RunStore
-from reference.memory import MemoryRunStore
-from reference.redis_server import on_local_server
-from reference.sqlite import on_disk
+from runbound.model.lifecycle import Status
+from runbound.model.policy import Policy
+from runbound.model.protocol import RunStore
+from runbound.reference.memory import MemoryRunStore
+from runbound.reference.redis_server import on_local_server
+from runbound.reference.sqlite import on_disk
 
 STORES: dict[str, Callable[[Policy, VirtualClock], RunStore]] = {
     "memory": MemoryRunStore,
@@ -51,8 +51,8 @@ def store(request: pytest.FixtureRequest, clock: VirtualClock) -> Any:
 
 #: (call, expected error, run id named in the message, rule named in the message)
 ERRORS: list[tuple[Callable[[Any], object], type[RunboundError], str, str]] = [
-    (lambda s: s.start("live"), RunAlreadyActive, "live", "S1"),
-    (lambda s: (s.start("x2"), s.start("x3")), AdmissionRefused, "x3", "S2"),
+    (lambda s: s.start("live"), RunAlreadyActive, "live", "A1"),
+    (lambda s: (s.start("x2"), s.start("x3")), AdmissionRefused, "x3", "A2"),
     (lambda s: s.transition("live", Status.PENDING), IllegalTransition, "live", "T1"),
     (lambda s: s.transition("done", Status.RUNNING), IllegalTransition, "done", "T1"),
     (lambda s: s.transition("nope", Status.RUNNING), UnknownRun, "nope", "V1"),

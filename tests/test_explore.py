@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from model import spec
-from model.cli import PLANTED_BUGS, main
-from model.conformance import Capabilities
-from model.explore import (
+from runbound.cli import PLANTED_BUGS, main
+from runbound.model import spec
+from runbound.model.check.explore import (
     BAD_CALLS,
     OUTCOMES,
     PLANTED,
@@ -32,12 +31,13 @@ from model.explore import (
     show_path,
     step,
 )
-from model.lifecycle import TRANSITIONS, Status
-from model.policy import Policy
-from model.records import Run
-from reference.broken import CountsOnlyTerminalStore, EvictsActiveStore, TwoWorkersStore
-from reference.memory import MemoryRunStore
-from reference.sqlite import on_disk
+from runbound.model.lifecycle import TRANSITIONS, Status
+from runbound.model.policy import Policy
+from runbound.model.protocol import Capabilities
+from runbound.model.records import Run
+from runbound.reference.broken import CountsOnlyTerminalStore, EvictsActiveStore, TwoWorkersStore
+from runbound.reference.memory import MemoryRunStore
+from runbound.reference.sqlite import on_disk
 
 #: one tick, so replays stay short; it still refuses starts and evicts
 WIDE = World(ids=3, horizon=1)
@@ -226,8 +226,8 @@ class _BelievesTheClock(MemoryRunStore):
     """The reference, but every call works at the raw reading (it keeps the mark, and
     never uses it)."""
 
-    def _now(self, checked: tuple[Any, ...] = ()) -> float:
-        super()._now(checked)
+    def _now(self, who: str = "*") -> float:
+        super()._now(who)
         return float(self._clock())
 
 

@@ -4,9 +4,7 @@ is caught as a race and a sequentially wrong one as sequential."""
 
 from __future__ import annotations
 
-from model.errors import RunAlreadyActive, UnknownRun
-from model.lifecycle import Status
-from model.linearizability import (
+from runbound.model.check.linearizability import (
     Call,
     check_history,
     culprit,
@@ -15,12 +13,14 @@ from model.linearizability import (
     shrink,
     stress,
 )
-from model.policy import Policy
-from model.records import Run
-from reference.broken import EvictsActiveStore, RacyStore
-from reference.memory import MemoryRunStore
-from reference.redis_server import on_local_server
-from reference.sqlite import on_disk
+from runbound.model.errors import RunAlreadyActive, UnknownRun
+from runbound.model.lifecycle import Status
+from runbound.model.policy import Policy
+from runbound.model.records import Run
+from runbound.reference.broken import EvictsActiveStore, RacyStore
+from runbound.reference.memory import MemoryRunStore
+from runbound.reference.redis_server import on_local_server
+from runbound.reference.sqlite import on_disk
 
 A = Run("a", Status.PENDING, 1000.0, 1000.0, seq=1)
 B = Run("b", Status.PENDING, 1000.0, 1000.0, seq=2)
@@ -29,7 +29,7 @@ COUPLED = Policy(max_active=10)  # a cap: one history, not one per run id
 
 def test_overlapping_calls_may_be_ordered_either_way() -> None:
     """Two overlapping starts of one id: one wins, one is refused; either order fits."""
-    calls = [Call(0, "start", ("a",), 0, 10, RunAlreadyActive("a", "pending", "S1")),
+    calls = [Call(0, "start", ("a",), 0, 10, RunAlreadyActive("a", "pending", "A1")),
              Call(1, "start", ("a",), 1, 9, A)]
     assert check_history(Policy(), calls, 1000.0).verdict == "pass"
 
@@ -37,7 +37,7 @@ def test_overlapping_calls_may_be_ordered_either_way() -> None:
 def test_real_time_order_is_respected() -> None:
     """A refusal that returned before the winning start was even invoked cannot be
     explained: nothing was active yet."""
-    calls = [Call(0, "start", ("a",), 0, 1, RunAlreadyActive("a", "pending", "S1")),
+    calls = [Call(0, "start", ("a",), 0, 1, RunAlreadyActive("a", "pending", "A1")),
              Call(1, "start", ("a",), 2, 3, A)]
     verdict = check_history(Policy(), calls, 1000.0)
     assert verdict.verdict == "fail" and verdict.unordered
@@ -184,4 +184,6 @@ def test_sequential_defect_is_not_reported_as_a_race() -> None:
     verdict, history = stress(EvictsActiveStore, histories=400)
     assert verdict.verdict == "fail" and history
     assert verdict.note.startswith("sequential: ") and "model " in verdict.note
-    assert not verdict.conflict and verdict.culprit is None
+    assert not verdict.conflict  # no race blamed
+    # the calls that show it, one at a time, and the one whose result is not the model's
+    assert verdict.culprit is not None and verdict.culprit in verdict.minimal

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from model import spec
-from model.errors import (
+from runbound.model import spec
+from runbound.model.errors import (
     AdmissionRefused,
     IllegalTransition,
     InvalidArgument,
@@ -17,9 +17,9 @@ from model.errors import (
     StoreClosed,
     UnknownRun,
 )
-from model.invariants import check_valid
-from model.lifecycle import TERMINAL, TRANSITIONS, Status
-from model.policy import Policy, SweepMode
+from runbound.model.invariants import check_valid
+from runbound.model.lifecycle import TERMINAL, TRANSITIONS, Status
+from runbound.model.policy import Policy, SweepMode
 
 
 def started(policy: Policy, *ids: str, now: float = 0.0) -> spec.ModelState:
@@ -85,7 +85,7 @@ def test_admission_refuses_beyond_max_active() -> None:
     s = started(Policy(max_active=2), "a", "b")
     with pytest.raises(AdmissionRefused) as err:
         spec.start(s, "c", 1.0)
-    assert "S2" in err.value.rule and err.value.run_id == "c"
+    assert "A2" in err.value.rule and err.value.run_id == "c"
     s, _ = spec.transition(s, "a", Status.FAILED, 1.0)
     s, _ = spec.start(s, "c", 1.0)
     assert spec.size(s) == 3
@@ -209,7 +209,7 @@ def test_a_policy_that_keeps_reaped_runs_forever_says_so() -> None:
     cap every reaped run is kept: the policy warns when it is built."""
     import warnings
 
-    from model.policy import UnboundedRetention
+    from runbound.model.policy import UnboundedRetention
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

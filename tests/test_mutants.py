@@ -30,11 +30,11 @@ from examples.mutants import (
     verdicts,
 )
 from examples.simple_store import SimpleStore
-from model.clock import VirtualClock
-from model.conformance import conform
-from model.errors import InvalidArgument
-from model.policy import Policy
-from model.stateful import profile_name
+from runbound.model.check.conformance import conform
+from runbound.model.check.profiles import profile_name
+from runbound.model.clock import VirtualClock
+from runbound.model.errors import InvalidArgument
+from runbound.model.policy import Policy
 
 JOBS = os.cpu_count() or 1
 #: examples per invariant: the default profile's budget would take the suite past its

@@ -11,10 +11,10 @@ import pytest
 import redis
 from two_processes import admitted_by_two_processes
 
-from model.lifecycle import Status
-from model.policy import Policy
-from reference.redis import RedisRunStore
-from reference.redis_server import RedisServer, free_port
+from runbound.model.lifecycle import Status
+from runbound.model.policy import Policy
+from runbound.reference.redis import RedisRunStore
+from runbound.reference.redis_server import RedisServer, free_port
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_RedisServer_starts_elsewhere_when_its_port_is_taken(
             held.bind(("127.0.0.1", 0))
             taken = held.getsockname()[1]
         ports = iter([taken, *(free_port() for _ in range(4))])
-        monkeypatch.setattr("reference.redis_server.free_port", lambda: next(ports))
+        monkeypatch.setattr("runbound.reference.redis_server.free_port", lambda: next(ports))
         other = RedisServer()
     try:
         assert other.port != taken

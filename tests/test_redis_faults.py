@@ -23,13 +23,19 @@ from redis.backoff import ConstantBackoff, NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from model.clock import VirtualClock
-from model.errors import ClockError, InvalidArgument, RunboundError, StoreClosed, UnknownRun
-from model.lifecycle import Status
-from model.policy import MAX_INT, Policy, SweepMode
-from model.records import Run
-from reference.redis import OutcomeUnknown, RedisRunStore, check_prefix, script_args
-from reference.redis_server import RedisServer
+from runbound.model.clock import VirtualClock
+from runbound.model.errors import (
+    ClockError,
+    InvalidArgument,
+    RunboundError,
+    StoreClosed,
+    UnknownRun,
+)
+from runbound.model.lifecycle import Status
+from runbound.model.policy import MAX_INT, Policy, SweepMode
+from runbound.model.records import Run
+from runbound.reference.redis import OutcomeUnknown, RedisRunStore, check_prefix, script_args
+from runbound.reference.redis_server import RedisServer
 
 #: the longest wait of any test here, in real seconds: a guard against a hang, never a
 #: measure (nothing below asserts how long anything took)

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from model.clock import Clock
-from model.policy import Policy
-from model.records import Run
-from model.soak import (
+from runbound.model.clock import Clock
+from runbound.model.policy import Policy
+from runbound.model.records import Run
+from runbound.reference.broken import CountsOnlyTerminalStore, EvictsActiveStore
+from runbound.reference.memory import Changes, MemoryRunStore
+from runbound.soak import (
     STORES,
     Lab,
     Maker,
@@ -27,8 +29,6 @@ from model.soak import (
     unfinished_policy,
     unfinished_starts,
 )
-from reference.broken import CountsOnlyTerminalStore, EvictsActiveStore
-from reference.memory import MemoryRunStore
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_unfinished_starts_stay_within_the_bound(lab: Lab, store: str) -> None:
 class NoTerminalCap(MemoryRunStore):
     """Planted defect: the terminal cap is never enforced."""
 
-    def _enforce_cap(self) -> tuple[str, ...]:
+    def _enforce_cap(self, changes: Changes | None = None) -> tuple[str, ...]:
         return ()
 
 

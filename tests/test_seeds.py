@@ -9,16 +9,21 @@ import pytest
 from hypothesis import Phase
 from hypothesis.stateful import run_state_machine_as_test
 
-from model.clock import VirtualClock
-from model.invariants import VIOLATIONS
-from model.lifecycle import Status
-from model.policy import Policy
-from model.probes import MAX_LOG_LINES_PER_HOUR, probe_failing_sweeps, probe_start_race
-from model.protocol import StoreFactory
-from model.stateful import machine_for, machine_settings
-from reference.memory import MemoryRunStore
-from reference.seeds import s1, s2
-from reference.seeds.adapters import FixedS1Store, S1Store, S2Store
+from runbound.model.check.probes import (
+    MAX_LOG_LINES_PER_HOUR,
+    probe_failing_sweeps,
+    probe_start_race,
+)
+from runbound.model.check.profiles import machine_settings
+from runbound.model.check.stateful import machine_for
+from runbound.model.clock import VirtualClock
+from runbound.model.invariants import VIOLATIONS
+from runbound.model.lifecycle import Status
+from runbound.model.policy import Policy
+from runbound.model.protocol import StoreFactory
+from runbound.reference.memory import MemoryRunStore
+from runbound.reference.seeds import s1, s2
+from runbound.reference.seeds.adapters import FixedS1Store, S1Store, S2Store
 
 
 def caught(factory: StoreFactory, invariant: str) -> None:

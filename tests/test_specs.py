@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from model.cli import main
-from model.invariants import INVARIANTS
+from runbound.cli import main
+from runbound.model.invariants import INVARIANTS
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 ROOT = SPECS.parent

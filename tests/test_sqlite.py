@@ -14,15 +14,15 @@ from pathlib import Path
 
 from two_processes import admitted_by_two_processes
 
-from model.lifecycle import Status
-from model.policy import Policy
-from reference.sqlite import SqliteRunStore
+from runbound.model.lifecycle import Status
+from runbound.model.policy import Policy
+from runbound.reference.sqlite import SqliteRunStore
 
 CHILD = textwrap.dedent("""
     import sys
-    from model.lifecycle import Status
-    from model.policy import Policy
-    from reference.sqlite import SqliteRunStore
+    from runbound.model.lifecycle import Status
+    from runbound.model.policy import Policy
+    from runbound.reference.sqlite import SqliteRunStore
     path, first = sys.argv[1], int(sys.argv[2])
     store = SqliteRunStore(Policy(), path=path)
     for i in range(first, first + 100000):

@@ -22,19 +22,19 @@ from typing import Any
 
 import pytest
 
-from model.clock import VirtualClock
-from model.errors import (
+from runbound.model.clock import VirtualClock
+from runbound.model.errors import (
     ClockError,
     InvalidArgument,
     RunboundError,
     StoreClosed,
     UnknownRun,
 )
-from model.lifecycle import Status
-from model.policy import Policy
-from model.records import Run
-from reference import sqlite as sqlite_module
-from reference.sqlite import SqliteRunStore
+from runbound.model.lifecycle import Status
+from runbound.model.policy import Policy
+from runbound.model.records import Run
+from runbound.reference import sqlite as sqlite_module
+from runbound.reference.sqlite import SqliteRunStore
 
 #: real seconds a test waits for something that happens at once in a correct store;
 #: well below the store's busy timeout (30 s), which the old code waited out
@@ -467,9 +467,9 @@ def test_SqliteRunStore_unknown_synchronous_is_a_typed_error(tmp_path: Path) -> 
 
 OPEN_READ_ONLY = textwrap.dedent("""
     import sys
-    from model.policy import Policy
-    from model.errors import RunboundError
-    from reference.sqlite import SqliteRunStore
+    from runbound.model.policy import Policy
+    from runbound.model.errors import RunboundError
+    from runbound.reference.sqlite import SqliteRunStore
     try:
         SqliteRunStore(Policy(), path=sys.argv[1]).close()
         print("opened")
@@ -511,9 +511,9 @@ def test_SqliteRunStore_read_only_path_is_a_typed_error(read_only_store: str) ->
 
 IMPORT_AND_USE = textwrap.dedent("""
     import os, sys
-    from model.clock import VirtualClock
-    from model.policy import Policy
-    from reference.sqlite import on_disk
+    from runbound.model.clock import VirtualClock
+    from runbound.model.policy import Policy
+    from runbound.reference.sqlite import on_disk
     assert os.listdir(sys.argv[1]) == [], "importing made " + repr(os.listdir(sys.argv[1]))
     store = on_disk(Policy(), VirtualClock())
     store.start("a")
@@ -524,7 +524,7 @@ IMPORT_AND_USE = textwrap.dedent("""
 
 def test_sqlite_module_makes_its_directory_on_first_use_and_removes_it(
         tmp_path: Path) -> None:
-    """Importing reference.sqlite creates nothing; `on_disk` makes its directory on first
+    """Importing runbound.reference.sqlite creates nothing; `on_disk` makes its directory on first
     use, and it is gone after the process exits."""
     temp = tmp_path / "tmp"
     temp.mkdir()

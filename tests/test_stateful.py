@@ -11,18 +11,20 @@ import pytest
 from hypothesis import Phase
 from hypothesis.stateful import run_state_machine_as_test
 
-from model.clock import Clock
-from model.invariants import INVARIANTS, VIOLATIONS
-from model.policy import Policy
-from model.records import Run
-from model.replay import replay
-from model.stateful import machine_for, machine_settings
-from model.verify import check_invariant, check_store
-from reference import broken
-from reference.memory import MemoryRunStore
-from reference.redis_server import on_local_server
-from reference.sqlite import on_disk
-from reference.worker import CleanupWorker
+from runbound.model.check import counterexample as cx
+from runbound.model.check.profiles import machine_settings
+from runbound.model.check.replay import replay
+from runbound.model.check.stateful import machine_for
+from runbound.model.check.verify import check_invariant, check_store
+from runbound.model.clock import Clock
+from runbound.model.invariants import INVARIANTS, VIOLATIONS
+from runbound.model.policy import Policy
+from runbound.model.records import Run
+from runbound.reference import broken
+from runbound.reference.memory import MemoryRunStore
+from runbound.reference.redis_server import on_local_server
+from runbound.reference.sqlite import on_disk
+from runbound.reference.worker import CleanupWorker
 
 #: the whole check, every invariant enforced at once: pytest collects these unittest cases
 TestMemoryRunStore = machine_for(MemoryRunStore, name="MemoryMachine").TestCase
@@ -47,16 +49,17 @@ def test_stateful_check_catches_broken_store(store: type, invariant: str) -> Non
 
 
 def test_counterexample_is_one_minimal_and_its_policy_simplified() -> None:
-    """The reported program is 1-minimal (model.minimize: removing any single step makes
+    """The reported program is 1-minimal (check/minimize.py: removing any single step makes
     it pass) and its policy keeps only what the failure needs: start two runs under
     max_active=1 (the policy line, then two calls)."""
     check = check_invariant(broken.CountsOnlyTerminalStore, "I3",
                             machine_settings(database=None, derandomize=True))
-    assert check.verdict == "fail" and check.minimal, check
-    trace = check.counterexample or []
+    found = check.counterexample
+    assert check.verdict == "fail" and found is not None and found.minimal, check
+    trace = cx.lines(found)
     assert trace[0] == "store = factory(Policy(max_active=1), VirtualClock())", trace
-    assert len(trace) == 3 and all(t.startswith("start(") for t in trace[1:]), trace
-    program = check.counterexample_program or []
+    assert found.calls == 2 and all(t.startswith("start(") for t in trace[1:3]), trace
+    program = list(found.program)
     for i in range(1, len(program)):  # 1-minimal, checked here by replay too
         assert replay(broken.CountsOnlyTerminalStore, program[:i] + program[i + 1:],
                       {"I3"}) is None
@@ -101,15 +104,14 @@ class LruStore(MemoryRunStore):
         run = super().get(run_id)
         with self._lock:
             if run.terminal and run.run_id in self._by_id:
-                self._unindex(run)
-                self._index(replace(run, terminated_at=self._now()))
+                self._set(run, replace(run, terminated_at=self._now()))
         return run
 
 
 class AcceptsNanStore(MemoryRunStore):
     """Takes a NaN reading as the time (no rule C1)."""
 
-    def _now(self, checked: tuple[object, ...] = ()) -> float:
+    def _now(self, who: str = "*") -> float:
         now = self._clock()
         self._high = now if math.isnan(now) or now > self._high else self._high
         return self._high
@@ -135,9 +137,11 @@ def test_a_worker_that_never_ticks_is_caught_on_the_store() -> None:
     check = check_invariant(NeverTicksStore, "E1", machine_settings(database=None,
                                                                     derandomize=True))
     assert check.verdict == "fail" and "waits on real time" in check.differed, check
-    program = check.counterexample or []
+    assert check.counterexample is not None
+    program = cx.lines(check.counterexample)
     assert program[0] == "store = factory(Policy(), VirtualClock())", program
-    assert len(program) == 2 and program[1].startswith("start_cleanup_worker("), program
+    assert check.counterexample.calls == 1, program
+    assert program[1].startswith("start_cleanup_worker("), program
 
 
 def test_machine_reports_each_distinct_invariant() -> None:

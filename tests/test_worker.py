@@ -10,12 +10,12 @@ import threading
 
 import pytest
 
-from model.clock import VirtualClock
-from model.lifecycle import Status
-from model.policy import Policy, SweepMode
-from model.probes import MAX_LOG_LINES_PER_HOUR, probe_failing_sweeps
-from reference.memory import MemoryRunStore
-from reference.worker import CleanupWorker
+from runbound.model.check.probes import MAX_LOG_LINES_PER_HOUR, probe_failing_sweeps
+from runbound.model.clock import VirtualClock
+from runbound.model.lifecycle import Status
+from runbound.model.policy import Policy, SweepMode
+from runbound.reference.memory import MemoryRunStore
+from runbound.reference.worker import CleanupWorker
 
 
 def threads_of(worker: CleanupWorker) -> list[threading.Thread]:

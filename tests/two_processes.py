@@ -11,10 +11,10 @@ from pathlib import Path
 
 WRITER = textwrap.dedent("""
     import sys
-    from model.errors import AdmissionRefused
-    from model.policy import Policy
-    from reference.redis import RedisRunStore
-    from reference.sqlite import SqliteRunStore
+    from runbound.model.errors import AdmissionRefused
+    from runbound.model.policy import Policy
+    from runbound.reference.redis import RedisRunStore
+    from runbound.reference.sqlite import SqliteRunStore
     store = {store}
     admitted = 0
     for i in range(200):

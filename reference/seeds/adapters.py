@@ -1,4 +1,4 @@
-"""Adapters: each seed replica behind `model.protocol.RunStore`, so the same checks run.
+"""Adapters: each seed replica behind `runbound.model.protocol.RunStore`, so the same checks run.
 
 An adapter maps, and never mends: statuses and errors are translated, calls are made the
 way the seed's own server makes them, and whatever the replica does is reported as it is.
@@ -35,10 +35,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from model import spec
-from model.capabilities import Capabilities
-from model.clock import Clock, sleep
-from model.errors import (
+from runbound.model import spec
+from runbound.model.clock import Clock, sleep
+from runbound.model.errors import (
     AdmissionRefused,
     IllegalTransition,
     NotActive,
@@ -46,10 +45,11 @@ from model.errors import (
     StoreClosed,
     UnknownRun,
 )
-from model.lifecycle import Status, as_status
-from model.policy import Policy
-from model.records import Page, Run, SweepResult
-from reference.seeds import fixed, s1, s2
+from runbound.model.lifecycle import Status, as_status
+from runbound.model.policy import Policy
+from runbound.model.protocol import Capabilities
+from runbound.model.records import Page, Run, SweepResult
+from runbound.reference.seeds import fixed, s1, s2
 
 _FAR = 10**12  # a limit no check reaches: S2 cannot switch its limits off
 
@@ -252,7 +252,7 @@ class S2Store(_Adapter):
     def start(self, run_id: str) -> Run:
         self._open()
         if not self.replica.try_start(run_id):
-            raise RunAlreadyActive(run_id, "active", "S1: turn already in progress")
+            raise RunAlreadyActive(run_id, "active", "A1: turn already in progress")
         return self._read(run_id)
 
     def transition(self, run_id: str, status: Status | str) -> Run:
@@ -345,11 +345,11 @@ class FixedS1Store(S1Store):
         except s1.UnknownRunError:
             old = None
         if old is not None and old.status not in fixed.S1_FINISHED:
-            raise RunAlreadyActive(run_id, old.status, "S1: a run with this id is active")
+            raise RunAlreadyActive(run_id, old.status, "A1: a run with this id is active")
         try:
             self.replica.put_run(self.replica.new_record(run_id, "processing"))
         except fixed.StoreFullError as full:
-            raise AdmissionRefused(run_id, "absent", f"S2: {full}") from None
+            raise AdmissionRefused(run_id, "absent", f"A2: {full}") from None
         return self.get(run_id)
 
     def transition(self, run_id: str, status: Status | str) -> Run:
@@ -413,7 +413,7 @@ class FixedS2Store(S2Store):
         try:
             return S2Store.start(self, run_id)
         except fixed.RegistryFull as full:
-            raise AdmissionRefused(run_id, "absent", f"S2: {full}") from None
+            raise AdmissionRefused(run_id, "absent", f"A2: {full}") from None
 
     def transition(self, run_id: str, status: Status | str) -> Run:
         run: Run = self._guard(lambda: S2Store.transition(self, run_id, status), run_id,

@@ -13,7 +13,7 @@ S1 (`FixedRunStore`):
 4. expired runs are hidden at read, before a prune removes them;
 5. artifacts are a ring buffer;
 6. the worker is started under a lock, can be stopped, backs off, and logs a failure at
-   the 1st, 2nd, 4th... in a row (it is `reference.worker.CleanupWorker`);
+   the 1st, 2nd, 4th... in a row (it is `runbound.reference.worker.CleanupWorker`);
 7. a refused call undoes the prune it began with (runbound's rule I10);
 8. a TTL of 0 means "expire at once", not "off" (None is off);
 9. time never goes back: the store keeps the highest clock reading it has seen and uses
@@ -38,8 +38,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reference.seeds import s1, s2
-from reference.worker import CleanupWorker
+from runbound.reference.seeds import s1, s2
+from runbound.reference.worker import CleanupWorker
 
 # --- S1 -----------------------------------------------------------------------------
 
