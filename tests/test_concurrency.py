@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runbound.model.check.probes import RACE_TRIALS, probe_start_race
+from runbound.model.check.probes import ATTEMPTS_PER_TRIAL, RACE_TRIALS, probe_start_race
 from runbound.model.clock import Clock
 from runbound.model.errors import RunboundError
 from runbound.model.invariants import Observation, state_violations
@@ -78,11 +78,12 @@ def test_store_threads_keep_invariants(make: Callable[[Policy, Clock], Any],
 def test_store_start_race_starts_one_worker(make: Callable[[Policy, Clock], Any],
                                             trials: int) -> None:
     """Every trial: two threads released together call start_cleanup_worker on a new
-    store; never more than one new thread, and the store's count agrees. Most trials
-    overlap, so the race was run, not assumed. (A new SQLite file costs 20 ms: fewer.)"""
+    store; never more than one new thread, and the store's count agrees. The probe goes
+    on until `trials` trials overlapped, so the race was run that often, not assumed, on
+    a loaded machine too. (A new SQLite file costs 20 ms: fewer.)"""
     result = probe_start_race(make, trials=trials)
     assert result.verdict == "pass", result
-    assert result.trials == trials and result.exercised > trials // 2
+    assert result.exercised == trials <= result.trials
 
 
 def test_TwoWorkersStore_start_race_is_caught() -> None:
@@ -105,7 +106,9 @@ def test_a_store_that_misreports_its_threads_fails() -> None:
 
 
 def test_start_race_never_overlapping_is_unknown_not_pass() -> None:
-    """One thread a trial cannot race: the window was never exercised."""
+    """One thread a trial cannot race: the window was never exercised, however many
+    trials were tried (all it may try: ten a required one)."""
     result = probe_start_race(MemoryRunStore, threads=1, trials=5)
     assert result.verdict == "unknown" and result.exercised == 0
-    assert "never exercised" in result.message
+    assert result.trials == 5 * ATTEMPTS_PER_TRIAL
+    assert "exercised in 0 of 50 trials, not the 5 required" in result.message

@@ -3,6 +3,7 @@ finds the defects their reviews name."""
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -166,6 +167,22 @@ def test_S1_worker_sleeps_on_the_store_clock(clock: VirtualClock) -> None:
     assert clock.settle(mine) and len(store) == 0
     store.release()
     assert not any(t.is_alive() for t in mine)
+
+
+@pytest.mark.parametrize("interval", [-1.0, math.nan, math.inf])
+def test_S1_worker_with_an_interval_time_sleep_refuses_ends(clock: VirtualClock,
+                                                             interval: float) -> None:
+    """S1 does not check its interval; `time.sleep` does, and ends the worker with an
+    error. So does the replica: its worker must not spin on the virtual clock (a thread
+    that is always due would leave the stateful check unable to settle: unknown, where
+    the call itself already broke the spec)."""
+    store = S1Store(Policy(ttl=1.0), clock)
+    assert store.start_cleanup_worker(interval) is True  # accepted: the defect (W1)
+    worker = store.replica._cleanup_thread
+    assert worker is not None
+    worker.join(10.0)
+    assert not worker.is_alive() and clock.settle([worker])
+    store.release()
 
 
 def test_probes_of_a_store_without_a_worker_answer_unknown() -> None:

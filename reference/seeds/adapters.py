@@ -29,6 +29,7 @@ test); there is no admission control, lease, or worker.
 
 from __future__ import annotations
 
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -107,7 +108,14 @@ class S1Store(_Adapter):
         # The replica's `time.sleep`: a wait on the store's clock (rule W2), so a virtual
         # clock drives S1's worker as it drives ours. S1 has no way to stop it, so
         # `release()` ends the thread by raising out of this sleep (SystemExit ends a
-        # thread silently).
+        # thread silently). What `time.sleep` refuses is refused here too, as it would be
+        # in S1: a negative interval ends its worker with ValueError, it does not spin.
+        if math.isnan(seconds):
+            raise ValueError("Invalid value NaN (not a number)")
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+        if math.isinf(seconds):
+            raise OverflowError("timestamp out of range for platform time_t")
         if sleep(self._clock, seconds, self._release):
             raise SystemExit
 
