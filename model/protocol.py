@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from runbound.model.clock import Clock
 from runbound.model.lifecycle import Status
@@ -38,6 +38,43 @@ class RunStore(Protocol):
 
 
 StoreFactory = Callable[[Policy, Clock], RunStore]
+
+
+class Forwarding:
+    """The calls on runs, each handed to `_call(op, *args)`: the one way to write a store
+    that stands for another (a store's process over the wire, a recording). The worker
+    calls and `close` are each proxy's own."""
+
+    def _call(self, op: str, *args: Any) -> Any:
+        raise NotImplementedError
+
+    def start(self, run_id: str) -> Run:
+        return self._call("start", run_id)  # type: ignore[no-any-return]
+
+    def transition(self, run_id: str, status: Status | str) -> Run:
+        return self._call("transition", run_id, status)  # type: ignore[no-any-return]
+
+    def heartbeat(self, run_id: str) -> Run:
+        return self._call("heartbeat", run_id)  # type: ignore[no-any-return]
+
+    def append_event(self, run_id: str, payload: str) -> int:
+        return self._call("append_event", run_id, payload)  # type: ignore[no-any-return]
+
+    def get(self, run_id: str) -> Run:
+        return self._call("get", run_id)  # type: ignore[no-any-return]
+
+    def list_runs(self, limit: int, status: Status | str | None = None,
+                  cursor: str | None = None) -> Page:
+        return self._call("list_runs", limit, status, cursor)  # type: ignore[no-any-return]
+
+    def prune(self) -> SweepResult:
+        return self._call("prune")  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return self._call("len")  # type: ignore[no-any-return]
+
+    def snapshot(self) -> tuple[Run, ...]:
+        return self._call("snapshot")  # type: ignore[no-any-return]
 
 
 def release(store: object) -> None:

@@ -1,5 +1,5 @@
 """`runbound check-log LOG`: the command around `runbound.model.check.log` (kept out of
-`model/cli.py` so that file only names it)."""
+`runbound/cli.py` so that file only names it)."""
 
 from __future__ import annotations
 

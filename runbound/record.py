@@ -30,8 +30,7 @@ from runbound.model.clock import Clock
 from runbound.model.errors import RunboundError
 from runbound.model.lifecycle import Status
 from runbound.model.policy import Policy
-from runbound.model.protocol import RunStore
-from runbound.model.records import Page, Run, SweepResult
+from runbound.model.protocol import Forwarding, RunStore
 
 
 class RecordedClock:
@@ -71,7 +70,7 @@ def recorded(factory: Callable[[Policy, Clock], RunStore]
     return build
 
 
-class Recording:
+class Recording(Forwarding):
     """The store, every call of which is appended to the log (see the module docstring).
     A context manager: leaving it closes the log, not the store."""
 
@@ -134,35 +133,7 @@ class Recording:
             self._file.write(json.dumps(line) + "\n")
             self._file.flush()
 
-    # the store interface, each call recorded
-    def start(self, run_id: str) -> Run:
-        return self._call("start", run_id)  # type: ignore[no-any-return]
-
-    def transition(self, run_id: str, status: Status | str) -> Run:
-        return self._call("transition", run_id, status)  # type: ignore[no-any-return]
-
-    def heartbeat(self, run_id: str) -> Run:
-        return self._call("heartbeat", run_id)  # type: ignore[no-any-return]
-
-    def append_event(self, run_id: str, payload: str) -> int:
-        return self._call("append_event", run_id, payload)  # type: ignore[no-any-return]
-
-    def get(self, run_id: str) -> Run:
-        return self._call("get", run_id)  # type: ignore[no-any-return]
-
-    def list_runs(self, limit: int, status: Status | str | None = None,
-                  cursor: str | None = None) -> Page:
-        return self._call("list_runs", limit, status, cursor)  # type: ignore[no-any-return]
-
-    def prune(self) -> SweepResult:
-        return self._call("prune")  # type: ignore[no-any-return]
-
-    def __len__(self) -> int:
-        return self._call("len")  # type: ignore[no-any-return]
-
-    def snapshot(self) -> tuple[Run, ...]:
-        return self._call("snapshot")  # type: ignore[no-any-return]
-
+    # the worker calls and close, each recorded too (the calls on runs: `Forwarding`)
     def start_cleanup_worker(self, interval: float) -> bool:
         return self._call("start_cleanup_worker", interval)  # type: ignore[no-any-return]
 

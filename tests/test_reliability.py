@@ -1,4 +1,4 @@
-"""The reliability suite (issue 11), each part of `make soak` (model/soak.py) run small
+"""The reliability suite (issue 11), each part of `make soak` (runbound/soak.py) run small
 against every store: crashes, stalls, threads on the real clock, malformed calls, and
 runs that never finish. Each part is also run once against a store (or a child) with
 one planted defect, to show that it can fail. Sizes are effort, not seconds: nothing

@@ -105,7 +105,7 @@ def test_fast_engine_at_the_edges(policy: Policy, shared: bool) -> None:
     assert fast == models_numbers(TIES, policy, 2.5)
 
 
-#: planted defects in the fast engine (text of model/simulate.py -> its replacement),
+#: planted defects in the fast engine (text of model/sim/simulate.py -> its replacement),
 #: each a mistake the loop invites; the agreement check must catch every one
 PLANTED = {
     "a run reaped at a finish's instant is put after it, not in eviction order":

@@ -45,10 +45,8 @@ from typing import IO, Any
 from runbound.model import errors
 from runbound.model.clock import Clock, sleep
 from runbound.model.errors import RunboundError, StoreProcessError
-from runbound.model.lifecycle import Status
 from runbound.model.policy import Policy
-from runbound.model.protocol import Capabilities
-from runbound.model.records import Page, Run, SweepResult
+from runbound.model.protocol import Capabilities, Forwarding
 from runbound.model.spec import shown
 from runbound.model.wire import (
     CAPABILITY_FIELDS,
@@ -330,7 +328,7 @@ def exec_factory(command: Sequence[str] | str, *, timeout: float = DEFAULT_TIMEO
     return ExecFactory(command, timeout=timeout)
 
 
-class ProcessRunStore:
+class ProcessRunStore(Forwarding):
     """One store on a process: `runbound.model.protocol.RunStore`, over the wire."""
 
     def __init__(self, factory: ExecFactory, process: _Process, clock: Clock) -> None:
@@ -396,35 +394,7 @@ class ProcessRunStore:
             run_id = value.get("run_id")
         return cls(run_id, value.get("state", "n/a"), value["rule"])
 
-    # --- the store interface -------------------------------------------------------------
-
-    def start(self, run_id: str) -> Run:
-        return self._call("start", run_id)  # type: ignore[no-any-return]
-
-    def transition(self, run_id: str, status: Status | str) -> Run:
-        return self._call("transition", run_id, status)  # type: ignore[no-any-return]
-
-    def heartbeat(self, run_id: str) -> Run:
-        return self._call("heartbeat", run_id)  # type: ignore[no-any-return]
-
-    def append_event(self, run_id: str, payload: str) -> int:
-        return self._call("append_event", run_id, payload)  # type: ignore[no-any-return]
-
-    def get(self, run_id: str) -> Run:
-        return self._call("get", run_id)  # type: ignore[no-any-return]
-
-    def list_runs(self, limit: int, status: Status | str | None = None,
-                  cursor: str | None = None) -> Page:
-        return self._call("list_runs", limit, status, cursor)  # type: ignore[no-any-return]
-
-    def prune(self) -> SweepResult:
-        return self._call("prune")  # type: ignore[no-any-return]
-
-    def __len__(self) -> int:
-        return self._call("len")  # type: ignore[no-any-return]
-
-    def snapshot(self) -> tuple[Run, ...]:
-        return self._call("snapshot")  # type: ignore[no-any-return]
+    # --- the worker calls and close (the calls on runs: `Forwarding`) ------------------
 
     # A worker call and the tickers it leaves are one step (`_workers_lock`): two starts
     # at once must not both add a ticker for the one worker the store runs.
