@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +35,7 @@ from runbound.model.check.conformance import (
     write_counterexamples,
 )
 from runbound.model.check.counterexample import Counterexample
+from runbound.model.check.process import ExecFactory
 from runbound.model.check.profiles import (
     PROFILES,
     VERIFY_EXAMPLES,
@@ -41,7 +43,13 @@ from runbound.model.check.profiles import (
     machine_settings,
     profile_name,
 )
-from runbound.model.check.replay import replay_file
+from runbound.model.check.replay import (
+    BadHistory,
+    history_report,
+    read_history,
+    replay_file,
+    replay_history,
+)
 from runbound.model.check.verify import Check, check_many, console, render, write_json
 from runbound.model.diagram import SPEC_FILE, render_lifecycle_section, splice
 from runbound.model.errors import RunboundError
@@ -87,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     conform.add_argument("--exec", dest="exec_command", metavar="COMMAND",
                          help="the store is this program, speaking specs/wire.md on "
                               "stdin/stdout (instead of a factory)")
+    conform.add_argument("--timeout", type=float, metavar="SECONDS",
+                         help="with --exec: real seconds to wait for each reply before "
+                              "the store is reported hung (rule X2; default 10)")
     conform.add_argument("--out", type=Path, default=Path("runbound-counterexamples"),
                          help="where to write counterexamples (JSON traces, pytest tests)")
     conform.add_argument("--examples", type=int, help="examples per invariant")
@@ -100,10 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     conform.add_argument("--allow-unknown", action="store_true",
                          help="exit 0 even if some checks could not decide (unknown)")
 
-    replay = sub.add_parser("replay", help="re-run a counterexample trace against a store")
-    replay.add_argument("trace", type=Path)
+    replay = sub.add_parser("replay", help="re-run a counterexample trace against a store, "
+                            "or check a recorded history again against the model")
+    replay.add_argument("trace", type=Path, help="a counterexample (JSON), or a "
+                        "NAME.history.json of an I19 failure or a failing log")
     replay.add_argument("factory", nargs="?", help="package.module:factory (default: the "
-                        "trace's own)")
+                        "trace's own; none for a history, which no store runs)")
 
     seeds = sub.add_parser("seeds", help="write specs/seeds.md from a verify --json file")
     seeds.add_argument("--from", dest="source", type=Path, default=Path("out/verify.json"))
@@ -178,6 +191,11 @@ def _conform(args: argparse.Namespace) -> int:
         print("runbound conform: give package.module:factory or --exec COMMAND",
               file=sys.stderr)
         return 2
+    if args.timeout is not None and (args.exec_command is None
+                                     or not 0 < args.timeout < math.inf):
+        print("runbound conform: --timeout needs --exec and a number of seconds > 0",
+              file=sys.stderr)
+        return 2
     if args.exec_command is not None:  # the same path, with a factory of processes
         args.factory = f"exec:{args.exec_command}"
     unknown_ids = [i for i in args.invariant if i not in INVARIANTS]
@@ -187,6 +205,8 @@ def _conform(args: argparse.Namespace) -> int:
         return 2
     try:
         factory = load_factory(args.factory)
+        if isinstance(factory, ExecFactory) and args.timeout is not None:
+            factory.timeout = args.timeout  # before any process is started
         caps = capabilities_of(factory)
     except BadFactorySpec as error:
         print(f"runbound conform: {error}", file=sys.stderr)
@@ -373,11 +393,22 @@ def _explore_json(args: argparse.Namespace, world: explore.World, result: explor
 
 
 def _replay(args: argparse.Namespace) -> int:
+    """A program: exit 1 if the store still breaks its invariant, 0 if it runs clean. A
+    history (checked again against the model, not re-run: a factory is a usage error):
+    1 if it still fails or cannot be decided, 0 if an order of its calls fits."""
     try:
+        history = read_history(args.trace)
+        if history is not None:
+            if args.factory:
+                raise BadHistory(str(args.trace), "a history is checked again against the "
+                                 "model, not re-run on a store: give no factory")
+            replayed = replay_history(history)
+            print("\n".join(history_report(replayed)))
+            return 0 if replayed.verdict == "pass" else 1
         found = cx.read(args.trace)
         factory = load_factory(args.factory) if args.factory else None
         violation = replay_file(args.trace, factory)
-    except (cx.BadCounterexample, BadFactorySpec, OSError) as error:
+    except (cx.BadCounterexample, BadHistory, BadFactorySpec, OSError) as error:
         print(f"runbound replay: {error}", file=sys.stderr)
         return 2
     if violation is None:

@@ -16,13 +16,23 @@ Rules of this module:
   its interval has passed, failures, backoff and extra threads included.
 - The protocol's stdout is a duplicate of the original; the store's own prints go to
   stderr and cannot garble a reply.
+- A thread-safe store (`capabilities_of(factory).thread_safe`, declared in `hello`) is
+  served concurrently: the main thread reads the requests and hands each call to a small
+  pool of threads, and each reply is written, whole, as it completes. The session
+  requests and `close` are barriers (`BARRIERS`): the calls in flight end first, and the
+  request is answered alone. A tick is one too: it moves the store's clock past the
+  longest interval, which no call in flight may read. Any other store is served one
+  request at a time.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import sys
 import threading
+import traceback
+from collections.abc import Callable
 from typing import IO, Any
 
 from runbound.model.check.capabilities import capabilities_of
@@ -45,6 +55,11 @@ from runbound.model.wire import (
 
 #: real seconds a tick waits for the store's worker to go back to sleep (a guard)
 SETTLE_SECONDS = 10.0
+#: the threads serving a thread-safe store's calls: more than the kit's checks make at
+#: once (a request beyond waits its turn)
+POOL = 8
+#: what a thread-safe store answers alone, once the calls in flight have ended
+BARRIERS = frozenset({"hello", "reset", "reopen", "tick", "close"})
 
 
 class Server:
@@ -57,6 +72,9 @@ class Server:
         self.clock = VirtualClock(0.0)
         self.policy: Any = None
         self.baseline: set[threading.Thread] = set()
+        #: the threads serving requests (`Pool`): never the store's
+        self.servers: set[threading.Thread] = set()
+        self.thread_safe: bool | None = None  # as `hello` declared it
 
     def answer(self, message: dict[str, Any]) -> dict[str, Any]:
         op = message.get("op")
@@ -98,6 +116,7 @@ class Server:
             raise WireError(f"this adapter speaks protocol {VERSION}, the kit asked for "
                             f"{shown(message.get('protocol'))}")
         caps = capabilities_of(self.factory)
+        self.thread_safe = caps.thread_safe
         return {"protocol": VERSION, "name": self.name,
                 "capabilities": {f: getattr(caps, f) for f in CAPABILITY_FIELDS}}
 
@@ -137,7 +156,8 @@ class Server:
         the clock wakes (the clock moves past the longest interval W1 allows), and the
         tick ends when each thread the store started sleeps again or has ended."""
         self.clock.step(MAX_INTERVAL + 1.0)
-        threads = [t for t in threading.enumerate() if t not in self.baseline]
+        threads = [t for t in threading.enumerate()
+                   if t not in self.baseline and t not in self.servers]
         if not self.clock.settle(threads, SETTLE_SECONDS, elsewhere=waits_elsewhere):
             raise WireError("the store's worker did not go back to sleep on its clock "
                             "(runbound.model.clock.sleep, rule W2)")
@@ -157,21 +177,74 @@ def _safe(value: object) -> Any:
         return repr(value)
 
 
+class Pool:
+    """The threads answering a thread-safe store's calls, and the count of calls in flight
+    (`drain` waits for none). Each reply is written whole, under the write lock."""
+
+    def __init__(self, server: Server, write: Callable[[dict[str, Any]], None]) -> None:
+        self.server = server
+        self.write = write
+        self.jobs: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.idle = threading.Condition()
+        self.busy = 0  # guarded by idle
+        for k in range(POOL):
+            thread = threading.Thread(target=self._serve, name=f"runbound-serve-{k}",
+                                      daemon=True)
+            server.servers.add(thread)
+            thread.start()
+
+    def submit(self, message: dict[str, Any]) -> None:
+        with self.idle:
+            self.busy += 1
+        self.jobs.put(message)
+
+    def drain(self) -> None:
+        with self.idle:
+            self.idle.wait_for(lambda: self.busy == 0)
+
+    def _serve(self) -> None:
+        while True:
+            message = self.jobs.get()
+            try:
+                self.write({"id": message.get("id"), **self.server.answer(message)})
+            except BaseException:  # the adapter's own bug: die loudly, as serially (X1)
+                traceback.print_exc()
+                sys.stderr.flush()
+                os._exit(70)
+            with self.idle:
+                self.busy -= 1
+                self.idle.notify_all()
+
+
 def serve(factory: StoreFactory, name: str, stdin: IO[bytes], stdout: IO[str]) -> int:
     """Answer requests until stdin ends; 0."""
     server = Server(factory, name)
+    lock = threading.Lock()
+    pool: Pool | None = None
+
+    def write(reply: dict[str, Any]) -> None:
+        text = dumps(reply) + "\n"
+        with lock:
+            stdout.write(text)
+            stdout.flush()
+
     for raw in stdin:
         try:
             message = loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, WireError) as error:
-            stdout.write(dumps({"id": None, "error": {
-                "class": "ProtocolError", "run_id": "*", "state": "n/a",
-                "rule": f"X3: {error}"}}) + "\n")
-            stdout.flush()
+            write({"id": None, "error": {"class": "ProtocolError", "run_id": "*",
+                                         "state": "n/a", "rule": f"X3: {error}"}})
             continue
-        reply = server.answer(message)
-        stdout.write(dumps({"id": message.get("id"), **reply}) + "\n")
-        stdout.flush()
+        if pool is not None and message.get("op") not in BARRIERS:
+            pool.submit(message)
+            continue
+        if pool is not None:
+            pool.drain()
+        write({"id": message.get("id"), **server.answer(message)})
+        if pool is None and server.thread_safe:  # declared in hello: serve at once
+            pool = Pool(server, write)
+    if pool is not None:
+        pool.drain()
     server._drop()
     return 0
 

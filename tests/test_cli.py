@@ -29,6 +29,9 @@ def runbound(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     (["explore", "--allow-unreached", "nosuch"], "no sometimes-property nosuch"),
     (["explore", "--policy", "{\"ttl\": -1}"], "bad world"),
     (["nosuchcommand"], "invalid choice"),
+    (["conform", "examples.simple_store:SimpleStore", "--timeout", "5"],
+     "--timeout needs --exec"),
+    (["conform", "--exec", "node store.js", "--timeout", "0"], "--timeout needs --exec"),
 ])
 def test_a_bad_argument_is_one_line_and_exit_2(args: list[str], says: str) -> None:
     result = runbound(*args)

@@ -1,5 +1,5 @@
-"""Recording a live store's calls (model/record.py) and checking the log against the model
-(model/check_log.py, `runbound check-log`): a correct store's log checks clean, a broken
+"""Recording a live store's calls (runbound/record.py) and checking the log against the
+model (model/check/log.py, `runbound check-log`): a correct store's log checks clean, a broken
 store's and an edited one fail at the call no order can place, and a log not of the format
 is a typed error naming its line."""
 
@@ -10,10 +10,12 @@ import random
 import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 from runbound.cli import main
+from runbound.model.check import log as log_checker
 from runbound.model.check.log import LogError, check_log, report
 from runbound.model.clock import VirtualClock
 from runbound.model.errors import RunboundError
@@ -202,3 +204,27 @@ def test_a_started_worker_makes_the_rest_unknown_never_a_pass(tmp_path: Path) ->
     assert verdict.verdict == "unknown" and "cleanup worker" in verdict.note
     assert main(["check-log", str(log)]) == 1
     assert main(["check-log", str(log), "--allow-unknown"]) == 0
+
+
+def test_a_search_over_its_budget_is_unknown_never_a_pass(tmp_path: Path) -> None:
+    """Two starts running at once need a search (either may be first); one allowed no
+    placement at all stops there with "unknown" (the CLI exits 1), where the full budget
+    passes the log."""
+    log = tmp_path / "overlap.log"
+    none = {"ttl": None, "max_terminal": None, "max_active": None,
+            "max_events_per_run": None, "stale_after": None, "sweep": "lazy"}
+    lines = [{"runbound_log": 1, "store": "hand-written", "clock_readings": True,
+              "policy": none}, {"thread": 0, "at": 0}, {"thread": 1, "at": 0}]
+    for t, rid, inv, ret in ((0, "a", 1_000, 3_000), (1, "b", 2_000, 4_000)):
+        run = {"run_id": rid, "status": "pending", "created_at": 5.0, "updated_at": 5.0,
+               "terminated_at": None, "events": [], "dropped_events": 0}
+        lines.append({"t": t, "op": "start", "args": [rid], "inv": inv, "ret": ret,
+                      "wall_inv": 0.0, "wall_ret": 0.0, "now": 5.0, "ok": {"run": run}})
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    whole = check_log(log)
+    assert whole.verdict == "pass" and whole.max_running == 2, whole
+    with mock.patch.object(log_checker, "BUDGET", 0):
+        verdict = check_log(log)
+        assert main(["check-log", str(log)]) == 1
+    assert verdict.verdict == "unknown" and "placements tried" in verdict.note, verdict
+    assert verdict.calls < whole.calls  # the rest of the log is not checked

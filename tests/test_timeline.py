@@ -1,4 +1,4 @@
-"""The timeline of a failing history (model/timeline.py), opened in headless Chromium:
+"""The timeline of a failing history (model/check/timeline.py), opened in headless Chromium:
 one lane per thread, the call no order can place and the calls running with it marked,
 labels a person reads. The log is written by hand, as a store in another language would."""
 

@@ -22,8 +22,12 @@ Rules of this module:
   here, which sleeps on the checker's clock (`runbound.model.clock.sleep`, rule W2) and sends
   `tick` at each wake. So the store's answers become threads the checkers count (I11,
   I16), and its sweeps still show in what it retains (E1, E2, I14).
-- Requests are serialised under one lock: stdin/stdout is one connection. I19 is then
-  about this lock, not the store, so the capabilities leave it out (`WireCapabilities`).
+- Concurrency follows the store's word: a store that declares `thread_safe` in `hello`
+  gets requests from several threads at once, each caller waiting for the reply with its
+  own `id` (so I19 tests the store); any other store gets one request at a time under a
+  lock (and I19 is left out, `WireCapabilities`). With no reader thread, the callers
+  share the reading (`_Process.request`): one at a time is the reader, files every reply
+  under its id and wakes its caller, and hands the role on when its own reply came.
 """
 
 from __future__ import annotations
@@ -77,8 +81,10 @@ class WireCapabilities(Capabilities):
         out = super().skipped()
         out["I18"] = ("is behind the wire: the worker's backoff and its log lines are the "
                       "proxy's tickers', not the store's (its log is its own stderr)")
-        out["I19"] = ("is one stdin/stdout connection: the proxy serialises its requests, so "
-                      "concurrent calls never reach the store at once (wire v1)")
+        if not self.thread_safe:
+            out["I19"] = ("does not declare thread_safe in hello: the proxy serialises its "
+                          "requests on the one stdin/stdout connection, so concurrent calls "
+                          "never reach the store at once")
         return out
 
 
@@ -115,8 +121,18 @@ class _Process:
         self.stdin = self.popen.stdin
         self.fd = self.popen.stdout.fileno()
         os.set_blocking(self.fd, False)
-        self.buffer = b""
+        self.buffer = b""  # the reader's only
+        #: guards next_id, the requests in flight, the replies filed and the reader role
+        self._mutex = threading.Lock()
+        self._write = threading.Lock()  # one line at a time on stdin
         self.next_id = 0
+        #: the requests in flight: id -> the lock its caller waits on (`_await`)
+        self._waiting: dict[int, threading.Lock] = {}
+        #: the replies read and not yet taken by their callers, by id
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._reading = False  # a caller is the reader
+        #: (rule, state, why) once the process broke the protocol: broken for good
+        self.failure: tuple[str, str, str] | None = None
         self.capabilities: WireCapabilities | None = None
         self.name = ""
 
@@ -163,47 +179,142 @@ class _Process:
         return line
 
     def request(self, message: dict[str, Any], what: str, run_id: object) -> Any:
-        """Send one request and return its reply (the whole object)."""
-        self.next_id += 1
-        ident = self.next_id
+        """Send one request and return its reply (the whole object). Safe to call from
+        several threads at once: the requests go out without waiting for each other's
+        replies, and each caller gets the reply with its own id. (Whether the store may
+        see them at once is the caller's business: `ProcessRunStore` holds a lock for a
+        store that did not declare `thread_safe`.)"""
+        wake = threading.Lock()
+        wake.acquire()  # released when this caller should look again
+        with self._mutex:
+            self.next_id += 1
+            ident = self.next_id
+            self._waiting[ident] = wake
         text = f"request #{ident} {what}"
+        try:
+            if self.failure is None:
+                line = (dumps({"id": ident, **message}) + "\n").encode("ascii")
+                try:
+                    with self._write:
+                        self.stdin.write(line)
+                        self.stdin.flush()
+                except (BrokenPipeError, OSError, ValueError):
+                    self.fail("X1", "exited", f"the process is gone (exit code "
+                              f"{self.popen.poll()}) before it could read the request")
+            reply = self._await(ident, wake, time.monotonic() + self.timeout)
+            if reply is None:
+                raise self.error(text, run_id)
+            return reply
+        finally:
+            with self._mutex:
+                del self._waiting[ident]
+                self._replies.pop(ident, None)
 
-        def fail(code: str, state: str, why: str) -> StoreProcessError:
+    def _await(self, ident: int, wake: threading.Lock, deadline: float
+               ) -> dict[str, Any] | None:
+        """The reply to request `ident`, or None once the process is broken. A caller
+        whose reply has not come either is the reader (reads and files replies until its
+        own is filed, then hands the role on) or waits on `wake`. The wait is a lock's
+        acquire, not a `threading.Condition`: the checkers read a thread blocked in
+        `threading`'s own waits as a worker sleeping on real time (rule W2,
+        `runbound.model.clock.waits_elsewhere`), and a ticker waits here for its tick."""
+        while True:
+            with self._mutex:
+                if self.failure is not None:
+                    return None
+                if ident in self._replies:
+                    return self._replies.pop(ident)
+                lead = not self._reading
+                self._reading = True
+            if time.monotonic() >= deadline:
+                if lead:
+                    with self._mutex:
+                        self._reading = False
+                self.fail("X2", "hung", f"no reply within {self.timeout:g} s")
+            elif lead:
+                try:
+                    self._read_until(ident, deadline)
+                finally:
+                    with self._mutex:
+                        self._reading = False
+                        # a caller still waiting for its reply becomes the reader
+                        for other, lock in self._waiting.items():
+                            if other not in self._replies and other != ident:
+                                if lock.locked():
+                                    lock.release()
+                                break
+            else:
+                wake.acquire(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _read_until(self, ident: int, deadline: float) -> None:
+        """Read replies and file each under its id, waking its caller, until the reply
+        to `ident` is filed or the process broke (then `failure` says how)."""
+        while True:
+            with self._mutex:
+                if ident in self._replies or self.failure is not None:
+                    return
+            try:
+                line = self._line(deadline)
+            except TimeoutError:
+                self.fail("X2", "hung", f"no reply within {self.timeout:g} s")
+                return
+            except WireError as error:
+                self.fail("X3", "garbled", str(error))
+                return
+            if line is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.popen.wait(self.timeout)
+                self.fail("X1", "exited", f"the process exited (exit code "
+                          f"{self.popen.poll()}) without replying")
+                return
+            try:
+                reply = loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, WireError) as error:
+                self.fail("X3", "garbled", f"a line that is not a reply: "
+                          f"{shown(line.decode('utf-8', 'replace'))}: {error}")
+                return
+            if ("result" in reply) == ("error" in reply) or set(reply) - {"id", "result",
+                                                                            "error"}:
+                self.fail("X5", "protocol", f"a reply must have exactly one of result "
+                          f"and error: {shown(line.decode())}")
+                return
+            to = reply.get("id")
+            with self._mutex:
+                # an int exactly: JSON's true or 1.0 would find request 1 in a dict
+                if type(to) is not int or to not in self._waiting or to in self._replies:
+                    asked = ", ".join(f"#{i}" for i in self._waiting
+                                      if i not in self._replies)
+                    flight = f"where {asked} was asked" if asked else "with none asked"
+                    failed = ("X4", "out of step", f"a reply to request {shown(to)} "
+                              f"{flight}: {shown(line.decode())}")
+                else:
+                    self._replies[to] = reply
+                    waiting = self._waiting[to]
+                    if to != ident and waiting.locked():
+                        waiting.release()
+                    continue
+            self.fail(*failed)
+            return
+
+    def fail(self, rule: str, state: str, why: str) -> None:
+        """The process broke the protocol: it is killed, and every caller, waiting now
+        or to come, raises the first such failure (`error`)."""
+        with self._mutex:
+            if self.failure is not None:
+                return
+            self.failure = (rule, state, why)
             self.kill_quietly()
-            return StoreProcessError(run_id, state, f"{code}: {why} (the store "
-                                     f"{shlex.join(self.command)} at {text})"
-                                     f"{self.stderr_tail()}")
+            for lock in self._waiting.values():
+                if lock.locked():
+                    lock.release()
 
-        try:
-            self.stdin.write((dumps({"id": ident, **message}) + "\n").encode("ascii"))
-            self.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            raise fail("X1", "exited", f"the process is gone (exit code "
-                       f"{self.popen.poll()}) before it could read the request") from None
-        try:
-            line = self._line(time.monotonic() + self.timeout)
-        except TimeoutError:
-            raise fail("X2", "hung", f"no reply within {self.timeout:g} s") from None
-        except WireError as error:
-            raise fail("X3", "garbled", str(error)) from None
-        if line is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(self.timeout)
-            raise fail("X1", "exited", f"the process exited (exit code "
-                       f"{self.popen.poll()}) without replying") from None
-        try:
-            reply = loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, WireError) as error:
-            raise fail("X3", "garbled", f"a line that is not a reply: "
-                       f"{shown(line.decode('utf-8', 'replace'))}: {error}") from None
-        if reply.get("id") != ident:
-            raise fail("X4", "out of step", f"a reply to request {shown(reply.get('id'))} "
-                       f"where #{ident} was asked: {shown(line.decode())}")
-        if ("result" in reply) == ("error" in reply) or set(reply) - {"id", "result",
-                                                                        "error"}:
-            raise fail("X5", "protocol", f"a reply must have exactly one of result and "
-                       f"error: {shown(line.decode())}")
-        return reply
+    def error(self, text: str, run_id: object) -> StoreProcessError:
+        """The failure, as the error of the request `text` (say "request #3 get('a')")."""
+        assert self.failure is not None
+        rule, state, why = self.failure
+        return StoreProcessError(run_id, state, f"{rule}: {why} (the store "
+                                 f"{shlex.join(self.command)} at {text})"
+                                 f"{self.stderr_tail()}")
 
     def kill_quietly(self) -> None:
         with contextlib.suppress(Exception):
@@ -300,7 +411,8 @@ class ExecFactory:
 
     def give_back(self, process: _Process) -> None:
         with self._lock:
-            if len(self._idle) < _IDLE and process.popen.poll() is None:
+            if len(self._idle) < _IDLE and process.failure is None \
+                    and process.popen.poll() is None:
                 self._idle.append(process)
                 return
         process.kill()
@@ -336,8 +448,12 @@ class ProcessRunStore(Forwarding):
         self._process = process
         self._clock = clock
         self.capabilities = process.capabilities
-        self.thread_safe = False  # one connection; see WireCapabilities
-        self._lock = threading.Lock()       # one request at a time on the pipe
+        #: as declared in `hello`: then requests from several threads go out at once
+        self.thread_safe = bool(process.capabilities and process.capabilities.thread_safe)
+        #: held for each request to a store that is not thread-safe: one at a time
+        self._turn: contextlib.AbstractContextManager[object] = (
+            contextlib.nullcontext() if self.thread_safe else threading.Lock())
+        self._lock = threading.Lock()       # guards _broken and _released
         self._broken: StoreProcessError | None = None
         self._released = False
         #: the tickers standing for the workers the store says it runs: (thread, stop)
@@ -359,26 +475,26 @@ class ProcessRunStore(Forwarding):
                                         f"{self._broken.rule}; so {what} cannot be asked")
             if self._released:
                 raise StoreProcessError(run_id, "released", f"X5: {what} after release()")
-            try:
-                message = {"op": op, "args": [encode(a) for a in args],
-                           "now": encode(self._clock())}
-            except WireError as error:  # the kit's own arguments: a bug, not the store's
-                raise ValueError(f"{what}: {error}") from None
-            try:
+        try:
+            with self._turn:  # (the clock is read in turn: `now` as the store sees it)
+                try:
+                    message = {"op": op, "args": [encode(a) for a in args],
+                               "now": encode(self._clock())}
+                except WireError as error:  # the kit's own arguments: a bug of the kit
+                    raise ValueError(f"{what}: {error}") from None
                 reply = self._process.request(message, what, run_id)
+            try:
                 if "error" in reply:
                     raise self._error(reply["error"])
                 return RESULTS[op](reply["result"])
             except WireError as error:
-                self._process.kill_quietly()
-                self._broken = StoreProcessError(
-                    run_id, "protocol", f"X5: {error} (the store "
-                    f"{shlex.join(self._process.command)} at request "
-                    f"#{self._process.next_id} {what})")
-                raise self._broken from None
-            except StoreProcessError as error:
-                self._broken = error
-                raise
+                self._process.fail("X5", "protocol", str(error))
+                raise self._process.error(f"request #{reply['id']} {what}",
+                                          run_id) from None
+        except StoreProcessError as error:
+            with self._lock:
+                self._broken = self._broken or error
+            raise
 
     def _error(self, value: Any) -> Exception:
         if not isinstance(value, dict) or not isinstance(value.get("class"), str) \
@@ -430,11 +546,12 @@ class ProcessRunStore(Forwarding):
     def release(self) -> None:
         """Done with this store: its process goes back to the factory for the next one."""
         self._stop_tickers(None)
-        with self._lock:
+        with self._turn, self._lock:  # (a request in flight to a serial store ends first)
             if self._released:
                 return
             self._released = True
-            if self._broken is None and self._process.popen.poll() is None:
+            if self._broken is None and self._process.failure is None \
+                    and self._process.popen.poll() is None:
                 self._factory.give_back(self._process)
                 self._finalizer.detach()
             else:
@@ -450,7 +567,7 @@ class ProcessRunStore(Forwarding):
         self._released = True
         self._finalizer.detach()  # the new proxy owns the process now
         try:
-            with store._lock:
+            with store._turn:
                 reply = self._process.request({"op": "reopen"}, "reopen()", "*")
             if "error" in reply or reply.get("result") is not None:
                 raise StoreProcessError("*", "protocol", f"X5: reopen answered "
@@ -501,8 +618,8 @@ class ProcessRunStore(Forwarding):
             except (RunboundError, ForeignError) as error:
                 with self._lock:
                     if self._broken is None:  # a refusal: the spec's tick refuses nothing
-                        self._broken = StoreProcessError(
-                            "*", "protocol", f"X5: tick must answer null, it raised "
-                            f"{type(error).__name__}: {error}")
-                        self._process.kill_quietly()
+                        why = (f"tick must answer null, it raised {type(error).__name__}: "
+                               f"{error}")
+                        self._broken = StoreProcessError("*", "protocol", f"X5: {why}")
+                        self._process.fail("X5", "protocol", why)
                 return

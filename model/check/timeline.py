@@ -13,21 +13,52 @@ failure) written three ways.
   mapped to ranks times 100 as its `timestampMapping` does, no partial linearizations,
   and an annotation on the culprit. Substituted for the last `%s` of Porcupine's
   `visualization/index.html` (after its CSS and JS), it opens in its viewer.
-- `NAME.history.json`: the same calls as plain JSON, for tools. Not a program for
-  `runbound replay`: that runs one sequential program from an empty store, where a log's
-  window starts mid-history and its calls overlap.
+- `NAME.history.json`: the same calls as JSON (`to_json`, format `FORMAT`), each with its
+  operation, arguments, result or error and clock reading, with the policy (and an I19
+  history's frozen time): enough for `runbound replay` to check the calls again against
+  the model (`runbound.model.check.replay.replay_history`; no store runs). A log's window
+  says how many calls of the log were checked before it (`before`): the model state
+  those calls left is not in the file, so such a window replays as "unknown".
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from runbound.model.check.log import LogVerdict, call_text, result_text
+from runbound.model import spec
+from runbound.model.calls import (
+    ERRORS,
+    call_text,
+    error_from_json,
+    policy_to_json,
+    result_from_json,
+    result_to_json,
+    shown,
+)
+from runbound.model.calls import to_json as arg_to_json
+from runbound.model.check import log
+from runbound.model.check.linearizability import STRESS_POLICY
+from runbound.model.check.log import LogVerdict, result_text
+from runbound.model.clock import VirtualClock
+from runbound.model.errors import RunboundError
+from runbound.model.policy import Policy
+
+#: the version of NAME.history.json: `from_json` refuses any other
+FORMAT = 1
+
+
+class BadHistory(RunboundError):
+    """A file that is not a history `write` wrote (format `FORMAT`). The run is "*": the
+    file, not a run, is at fault."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__("*", "n/a", f"{source}: {message}")
 
 
 @dataclass(frozen=True)
@@ -41,6 +72,13 @@ class Bar:
     conflict: bool = False
     culprit: bool = False
     where: str = ""  # "line 12" for a log
+    #: the call as data, for a replay: the operation, its arguments as JSON (as a log
+    #: writes them), the result or the exception, and (a log's) clock reading
+    op: str = ""
+    args: tuple[Any, ...] = ()
+    outcome: object = None
+    now: float = math.nan
+    line: int = 0  # a log's line
 
 
 @dataclass(frozen=True)
@@ -48,19 +86,37 @@ class History:
     title: str
     note: str
     bars: tuple[Bar, ...]
+    #: "I19": calls at one frozen time `now`, judged from an empty store; "log": a
+    #: log's window, each call at its own reading
+    kind: Literal["I19", "log"] = "I19"
+    policy: Mapping[str, Any] | None = None  # as `policy_to_json` writes it
+    now: float = math.nan
+    #: a log's calls checked before the window (0: the window is the log from its
+    #: start, so the model state before it is the empty store's)
+    before: int = 0
+    source: str = ""
 
 
 def from_log(verdict: LogVerdict, source: str) -> History:
-    """The window around a failing log's violation."""
+    """The window around a failing log's violation. The window holds the calls running
+    at once with the culprit and the last ones placed before it; `before` counts the
+    placed calls it leaves out."""
+    placed = len(verdict.window) - len(verdict.overlapping)
     return History(f"check-log: {source}", verdict.note, tuple(
-        Bar(e.thread, call_text(e), result_text(e), e.inv, e.ret,
+        Bar(e.thread, log.call_text(e), result_text(e), e.inv, e.ret,
             conflict=e.line in verdict.overlapping, culprit=e is verdict.culprit,
-            where=f"line {e.line}") for e in verdict.window))
+            where=f"line {e.line}", op=e.op, args=e.args, outcome=e.result, now=e.now,
+            line=e.line) for e in verdict.window),
+        kind="log", policy=verdict.header.get("policy"),
+        before=max(verdict.calls - placed, 0), source=source)
 
 
-def from_calls(calls: Iterable[Any], culprit: Any, title: str, note: str) -> History:
-    """A history of `runbound.model.check.linearizability.Call`s; those running when the culprit
-    returned (or overlapping it) are highlighted."""
+def from_calls(calls: Iterable[Any], culprit: Any, title: str, note: str, *,
+               policy: Policy | None = None, now: float | None = None) -> History:
+    """A history of `runbound.model.check.linearizability.Call`s; those running when the
+    culprit returned (or overlapping it) are highlighted. `policy` and `now`, the frozen
+    time the calls ran at: by default `linearizability.stress`'s (its `STRESS_POLICY`, a
+    fresh `VirtualClock`'s reading), which is where verify's I19 histories come from."""
     listed = sorted(calls, key=lambda c: c.invoked)
     bars = []
     for c in listed:
@@ -68,8 +124,11 @@ def from_calls(calls: Iterable[Any], culprit: Any, title: str, note: str) -> His
         overlaps = culprit is not None and c.invoked <= culprit.returned \
             and culprit.invoked <= c.returned
         bars.append(Bar(c.thread, op_text, result, c.invoked, c.returned,
-                        conflict=overlaps, culprit=c is culprit))
-    return History(title, note, tuple(bars))
+                        conflict=overlaps, culprit=c is culprit, op=c.op,
+                        args=tuple(arg_to_json(a) for a in c.args), outcome=c.result))
+    return History(title, note, tuple(bars), kind="I19",
+                   policy=policy_to_json(policy or STRESS_POLICY),
+                   now=VirtualClock()() if now is None else now)
 
 
 # --- the page -------------------------------------------------------------------------
@@ -182,10 +241,99 @@ def write(history: History, directory: str | Path, name: str) -> list[Path]:
     data = where / f"{name}.porcupine.json"
     data.write_text(json.dumps(porcupine(history)) + "\n", encoding="utf-8")
     calls = where / f"{name}.history.json"
-    calls.write_text(json.dumps({"title": history.title, "note": history.note, "calls": [
-        {"t": b.thread, "call": b.call, "result": b.result, "inv": b.invoked,
-         "ret": b.returned, "where": b.where, "culprit": b.culprit,
-         "conflict": b.conflict} for b in history.bars]}, indent=1) + "\n",
-        encoding="utf-8")
+    calls.write_text(json.dumps(to_json(history), indent=1, default=repr) + "\n",
+                     encoding="utf-8")
     return [page, data, calls]
+
+
+# --- NAME.history.json ----------------------------------------------------------------
+
+def outcome_to_json(outcome: object) -> dict[str, Any]:
+    """A call's result as a log line holds it: {"ok": result} or {"err": {class,
+    message}} (any exception: a store's crash is named by its class too)."""
+    if isinstance(outcome, BaseException):
+        return {"err": {"class": type(outcome).__name__, "message": str(outcome)}}
+    return {"ok": result_to_json(outcome)}
+
+
+def outcome_from_json(call: Mapping[str, Any]) -> object:
+    """The inverse of `outcome_to_json`. An error class the model does not name (a
+    store's crash) comes back as an exception of that name: no model result equals it,
+    as none equalled the original."""
+    if "err" not in call:
+        return result_from_json(call["ok"])
+    err = call["err"]
+    if err["class"] in ERRORS:
+        return error_from_json(err)
+    crash: type[Exception] = type(str(err["class"]), (Exception,), {})
+    return crash(str(err.get("message", "")))
+
+
+def to_json(history: History) -> dict[str, Any]:
+    out: dict[str, Any] = {"runbound_history": FORMAT, "kind": history.kind,
+                           "title": history.title, "note": history.note,
+                           "source": history.source, "policy": history.policy,
+                           "before": history.before}
+    if not math.isnan(history.now):
+        out["now"] = history.now
+    out["calls"] = []
+    for b in history.bars:
+        call: dict[str, Any] = {
+            "t": b.thread, "call": b.call, "result": b.result, "inv": b.invoked,
+            "ret": b.returned, "where": b.where, "culprit": b.culprit,
+            "conflict": b.conflict, "op": b.op, "args": list(b.args),
+            **outcome_to_json(b.outcome)}
+        if b.line:
+            call["line"] = b.line
+        if not math.isnan(b.now):  # no reading: the store did not read its clock
+            call["now"] = b.now
+        out["calls"].append(call)
+    return out
+
+
+def from_json(data: object, source: str = "history") -> History:
+    """The inverse of `to_json`; BadHistory for anything else (a history written before
+    format 1 has no operations to replay)."""
+    if not isinstance(data, dict):
+        raise BadHistory(source, f"expected a JSON object, got {type(data).__name__}")
+    if data.get("runbound_history") != FORMAT:
+        raise BadHistory(source, f"format {data.get('runbound_history')!r}, this code reads "
+                                 f"format {FORMAT} (a history written before format 1 "
+                                 "holds no calls to replay: write it again)")
+    try:
+        kind = data["kind"]
+        if kind not in ("I19", "log"):
+            raise ValueError(f"no kind {kind!r}")
+        policy = data["policy"]
+        log.policy_from_json(policy)  # refused here, not halfway through a replay
+        bars = []
+        for c in data["calls"]:
+            op, inv, ret = c["op"], c["inv"], c["ret"]
+            if op not in spec.OPERATIONS:
+                raise ValueError(f"no operation {op!r}")
+            if not (isinstance(inv, int) and isinstance(ret, int) and inv <= ret):
+                raise ValueError(f"inv {inv!r} and ret {ret!r} must be integers, inv <= ret")
+            if not isinstance(c["args"], list) or not isinstance(c["t"], int):
+                raise ValueError("args must be a list, t an integer")
+            outcome = outcome_from_json(c)
+            bars.append(Bar(c["t"], str(c.get("call", call_text(op, c["args"]))),
+                            str(c.get("result", shown(outcome))), inv, ret,
+                            bool(c.get("conflict", False)), bool(c.get("culprit", False)),
+                            str(c.get("where", "")), op, tuple(c["args"]), outcome,
+                            float(c.get("now", math.nan)), int(c.get("line", 0))))
+        now = float(data["now"]) if kind == "I19" else math.nan
+        return History(str(data.get("title", "")), str(data.get("note", "")), tuple(bars),
+                       kind=kind, policy=policy, now=now, before=int(data.get("before", 0)),
+                       source=str(data.get("source", "")))
+    except (KeyError, TypeError, ValueError, AttributeError, RunboundError) as error:
+        raise BadHistory(source, f"not a history: {type(error).__name__}: {error}"
+                         ) from None
+
+
+def read(path: Path) -> History:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadHistory(str(path), f"not JSON: {error}") from None
+    return from_json(data, str(path))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -190,9 +191,11 @@ def _linearizable(factory: StoreFactory, capabilities: Capabilities) -> Check:
         differed = Differed(verdict.note)
         page = ""
         if verdict.conflict:  # a race: the same, as a timeline to look at
+            # a file name: an exec factory's name is a command line, slashes and all
+            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", getattr(factory, "__name__", "store"))
             page = str(timeline.write(timeline.from_calls(
                 verdict.minimal, culprit, f"I19: {getattr(factory, '__name__', '')}",
-                verdict.note), TIMELINES, f"I19-{getattr(factory, '__name__', 'store')}")[0])
+                verdict.note), TIMELINES, f"I19-{stem}")[0])
         else:
             differed = Differed(verdict.note, call_text(culprit.op, culprit.args),
                                 shown(verdict.expected), shown(culprit.result))
