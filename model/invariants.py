@@ -1,19 +1,29 @@
-"""The numbered invariants, and the functions that check them.
+"""The numbered invariants and eventual properties: one registry, and the functions that
+check them.
+
+`INVARIANTS` is the one list of properties, Stateright's way: each with its kind
+(`always`: in every state and step; `eventually`: bounded, within a deadline, since time is
+explicit), the checkers that decide it (named here by `Checker`, so the spec says who
+decides what without importing one; `runbound.model.check.verify.DECIDERS` maps each
+name to its function), the capability a store must have for it to apply, and the events
+a sampled run must have seen for its pass to decide anything. Every checker, `verify`,
+`conform`, the pytest plugin and the tests read this table, never a copy of it.
 
 Every checker (the stateful check, the explorer, the verify table, the unit tests) calls
-these functions and nothing else, so an invariant means the same thing everywhere. They
-judge an `Observation`: what a store (or the model) retains, as a tuple of runs, plus how
-many cleanup workers are alive. Invariants over one observation are in
+the functions below and nothing else, so an invariant means the same thing everywhere.
+They judge an `Observation`: what a store (or the model) retains, as a tuple of runs, plus
+how many cleanup workers are alive. Invariants over one observation are in
 `state_violations`; those over a step (before, call, after) in `step_violations`.
 
-`specs/invariants.md` states each in prose and names the test that checks it; a test
-fails if an id here is missing there.
+`specs/invariants.md` states each in prose, with its kind and checkers, and names the test
+that checks it; a test fails if an id here is missing there or the two disagree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from runbound.model.lifecycle import TERMINAL, TRANSITIONS
 from runbound.model.policy import Policy
@@ -21,38 +31,104 @@ from runbound.model.records import Run
 from runbound.model.spec import ModelState, expired, shown, stale
 
 
+class Kind(StrEnum):
+    #: holds in every state and after every step
+    ALWAYS = "always"
+    #: holds within a deadline (bounded response): with the worker running, what is due
+    #: is done by one interval later
+    EVENTUALLY = "eventually"
+
+
+class Checker(StrEnum):
+    """The checkers of `runbound.model.check` that decide properties, by name."""
+
+    #: the stateful check: the store and the model in lockstep (`check/stateful.py`)
+    STATEFUL = "the stateful check"
+    #: threads racing `start_cleanup_worker` from a barrier (`check/probes.py`)
+    START_RACE = "the start-race probe"
+    #: an hour of sweeps that all fail, the log counted (`check/probes.py`)
+    FAILING_SWEEPS = "the failing-sweeps probe"
+    #: threads calling at once, each history searched for a linearization
+    #: (`check/linearizability.py`)
+    LINEARIZABILITY = "the linearizability check"
+
+
+#: a store's capability (a field of `runbound.model.protocol.Capabilities`) -> why the
+#: properties that need it are skipped on a store that declares it lacks it
+CAPABILITY_MISSING: dict[str, str] = {
+    "worker": "declares no cleanup worker",
+    "events": "declares no events",
+    "durable": "does not declare itself durable",
+    "thread_safe": "does not declare itself thread-safe",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Invariant:
     id: str
     title: str
+    #: always, or eventually (within a deadline)
+    kind: Kind = Kind.ALWAYS
+    #: the checkers that decide it, in order: it passes when every one passes, and its
+    #: verdict is the first that does not
+    checkers: tuple[Checker, ...] = (Checker.STATEFUL,)
+    #: the capability a store must have for it to apply (None: every store)
+    needs: str | None = None
+    #: the events (`runbound.model.check.coverage.EVENTS`) without which a sampled run's
+    #: pass decides nothing: such a pass is "unknown" (vacuous)
+    witnesses: tuple[str, ...] = ()
+
+    @property
+    def how_decided(self) -> str:
+        """Its kind, checkers and capability, as `specs/invariants.md` states them."""
+        needs = "" if self.needs is None else f"; applies to a store with `{self.needs}`"
+        return f"{self.kind}; decided by {' and '.join(self.checkers)}{needs}"
 
 
 INVARIANTS: dict[str, Invariant] = {i.id: i for i in (
-    Invariant("I1", "terminal runs retained <= max_terminal"),
-    Invariant("I2", "runs retained <= max_active + max_terminal"),
-    Invariant("I3", "active runs <= max_active (admission control)"),
-    Invariant("I4", "an active run is never evicted"),
-    Invariant("I5", "no terminal run past its TTL is visible"),
-    Invariant("I6", "terminated_at is set iff the status is terminal"),
-    Invariant("I7", "terminated_at is stamped once and never changed"),
-    Invariant("I8", "updated_at never decreases"),
+    Invariant("I1", "terminal runs retained <= max_terminal", witnesses=("cap-eviction",)),
+    Invariant("I2", "runs retained <= max_active + max_terminal",
+              witnesses=("cap-eviction", "admission-refused")),
+    Invariant("I3", "active runs <= max_active (admission control)",
+              witnesses=("admission-refused",)),
+    Invariant("I4", "an active run is never evicted", witnesses=("eviction-beside-active",)),
+    Invariant("I5", "no terminal run past its TTL is visible", witnesses=("ttl-expiry",)),
+    Invariant("I6", "terminated_at is set iff the status is terminal",
+              witnesses=("terminated",)),
+    Invariant("I7", "terminated_at is stamped once and never changed",
+              witnesses=("terminated",)),
+    Invariant("I8", "updated_at never decreases", witnesses=("updated",)),
     Invariant("I9", "status changes follow the transition table"),
-    Invariant("I10", "a refused call changes nothing"),
-    Invariant("I11", "at most one cleanup worker is alive"),
-    Invariant("I12", "events buffered per run <= max_events_per_run"),
+    Invariant("I10", "a refused call changes nothing", witnesses=("refusal",)),
+    # the stateful check counts the store's threads after every call; a race of starts
+    # it cannot make with one caller is the probe's
+    Invariant("I11", "at most one cleanup worker is alive",
+              checkers=(Checker.STATEFUL, Checker.START_RACE), needs="worker"),
+    Invariant("I12", "events buffered per run <= max_events_per_run", needs="events",
+              witnesses=("events-dropped",)),
     Invariant("I13", "every result and error equals the model's"),
     Invariant("I14", "the runs retained equal the model's"),
-    Invariant("I15", "after a sweep no active run is past its lease"),
-    Invariant("I16", "the cleanup worker stops when asked (stop or close)"),
-    Invariant("I17", "a restart keeps every run"),
-    Invariant("I18", "a sweep failing for an hour logs a bounded number of lines"),
-    Invariant("I19", "concurrent calls are linearizable against the model"),
+    Invariant("I15", "after a sweep no active run is past its lease",
+              witnesses=("lease-reap",)),
+    Invariant("I16", "the cleanup worker stops when asked (stop or close)", needs="worker"),
+    # the stateful check restarts the store among its steps
+    Invariant("I17", "a restart keeps every run", needs="durable"),
+    Invariant("I18", "a sweep failing for an hour logs a bounded number of lines",
+              checkers=(Checker.FAILING_SWEEPS,), needs="worker"),
+    Invariant("I19", "concurrent calls are linearizable against the model",
+              checkers=(Checker.LINEARIZABILITY,), needs="thread_safe"),
     # eventual properties, bounded: with time explicit, "eventually" has a deadline
     Invariant("E1", "with the worker running, a terminal run is gone within its TTL plus "
-                    "one interval"),
+                    "one interval", Kind.EVENTUALLY, needs="worker",
+              witnesses=("worker-expiry",)),
     Invariant("E2", "with the worker running, a stale active run is reaped within one "
-                    "interval"),
+                    "interval", Kind.EVENTUALLY, needs="worker", witnesses=("worker-reap",)),
 )}
+
+
+def decided_by(checker: Checker) -> list[str]:
+    """The ids of the properties `checker` decides (alone or with others)."""
+    return [i for i, p in INVARIANTS.items() if checker in p.checkers]
 
 
 class InvariantViolation(AssertionError):

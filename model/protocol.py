@@ -9,11 +9,13 @@ not, so the checkers can see what the store really holds.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from runbound.model.clock import Clock
+from runbound.model.invariants import CAPABILITY_MISSING, INVARIANTS
 from runbound.model.lifecycle import Status
 from runbound.model.policy import Policy
 from runbound.model.records import Page, Run, SweepResult
@@ -40,13 +42,14 @@ class RunStore(Protocol):
 StoreFactory = Callable[[Policy, Clock], RunStore]
 
 
-class Forwarding:
+class Forwarding(ABC):
     """The calls on runs, each handed to `_call(op, *args)`: the one way to write a store
     that stands for another (a store's process over the wire, a recording). The worker
     calls and `close` are each proxy's own."""
 
+    @abstractmethod
     def _call(self, op: str, *args: Any) -> Any:
-        raise NotImplementedError
+        """Make the call `op(*args)` on the store this one stands for; its result."""
 
     def start(self, run_id: str) -> Run:
         return self._call("start", run_id)  # type: ignore[no-any-return]
@@ -86,10 +89,20 @@ def release(store: object) -> None:
         hook()
 
 
-def dispose(store: RunStore) -> None:
-    """Close `store`, then `release` it: how every checker lets a store go."""
-    store.close()
-    release(store)
+def dispose(store: RunStore, *, close: Callable[[], object] | None = None,
+            on_error: Callable[[Exception], object] | None = None) -> None:
+    """Close `store`, then `release` it, even when the close raised: how every checker
+    and harness lets a store go. `close`: the caller's own way to close it (a check that
+    watches the close); `on_error`: what to do with an error of the close (default:
+    raise it, after the release)."""
+    try:
+        (close or store.close)()
+    except Exception as error:
+        if on_error is None:
+            raise
+        on_error(error)
+    finally:
+        release(store)
 
 
 #: the capability each call needs: one map, for every checker (`Capabilities`)
@@ -117,17 +130,9 @@ class Capabilities:
     clock_granularity: float = 0.0
 
     def skipped(self) -> dict[str, str]:
-        """Invariants left out, with the reason."""
-        out: dict[str, str] = {}
-        if not self.worker:
-            out |= {i: "declares no cleanup worker" for i in ("I11", "I16", "I18", "E1", "E2")}
-        if not self.events:
-            out["I12"] = "declares no events"
-        if not self.durable:
-            out["I17"] = "does not declare itself durable"
-        if not self.thread_safe:
-            out["I19"] = "does not declare itself thread-safe"
-        return out
+        """The properties left out (those needing what this store lacks), with the reason."""
+        return {i: CAPABILITY_MISSING[p.needs] for i, p in INVARIANTS.items()
+                if p.needs is not None and not getattr(self, p.needs)}
 
     def allows(self, op: str) -> bool:
         """May a check call `op` on a store that declares this?"""

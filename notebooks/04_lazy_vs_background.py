@@ -31,7 +31,7 @@ from runbound.figures import show
 from runbound.model.policy import Policy, SweepMode
 from runbound.model.sim.simulate import StoreEngine, simulate
 from runbound.model.sim.workload import DailyCycle, LogNormal, Workload
-from runbound.reference.seeds.adapters import S1Store
+from runbound.reference.seeds.s1_adapter import S1Store
 
 SCALE = float(os.environ.get("RUNBOUND_NOTEBOOK_SCALE", "1"))
 RUNS = max(1500, int(60_000 * SCALE))

@@ -33,7 +33,8 @@ from runbound.model.policy import Policy, SweepMode
 from runbound.model.sim.simulate import StoreEngine, simulate
 from runbound.model.sim.workload import LogNormal, Poisson, Workload
 from runbound.reference.memory import MemoryRunStore
-from runbound.reference.seeds.adapters import FixedS1Store, FixedS2Store, S1Store, S2Store
+from runbound.reference.seeds.s1_adapter import FixedS1Store, S1Store
+from runbound.reference.seeds.s2_adapter import FixedS2Store, S2Store
 
 SCALE = float(os.environ.get("RUNBOUND_NOTEBOOK_SCALE", "1"))
 RUNS = max(600, int(17_000 * SCALE))

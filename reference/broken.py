@@ -45,8 +45,11 @@ class CountsOnlyTerminalStore(MemoryRunStore):
         cap = self.policy.max_active
         if cap is not None:
             with self._lock:
-                if self._terminal_count >= cap + (self.policy.max_terminal or 0):
-                    raise AdmissionRefused(run_id, "absent", "A2: store full")
+                bound = cap + (self.policy.max_terminal or 0)
+                # the refusal names what the defect counts: terminal runs, against the bound
+                if self._terminal_count >= bound:
+                    raise AdmissionRefused(run_id, "absent", rules.text(
+                        "A2", active=self._terminal_count, max_active=bound))
         policy, self.policy = self.policy, replace(self.policy, max_active=None)
         try:
             return super().start(run_id)

@@ -29,8 +29,9 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import cast
+from typing import TypeVar, cast
 
 from sortedcontainers import SortedDict, SortedList
 
@@ -57,6 +58,7 @@ Entry = tuple[float, int, int, Run]
 Changes = list[tuple[Run | None, Run | None]]
 #: dead heap entries tolerated beyond the live ones before a heap is rebuilt
 _SLACK = 64
+W = TypeVar("W")
 
 
 class MemoryRunStore(WorkerMixin):
@@ -215,6 +217,14 @@ class MemoryRunStore(WorkerMixin):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+    def wrap_lock(self, wrap: Callable[[threading.Lock], W]) -> W:
+        """The bench's, never a call's: put `wrap(lock)` in the place of the store's lock
+        (to time how long each call holds it), before any other thread uses the store;
+        the wrapper is returned."""
+        wrapper = wrap(self._lock)
+        self._lock = cast(threading.Lock, wrapper)  # every call only holds it with `with`
+        return wrapper
 
     # --- one instant per call ----------------------------------------------------------
 

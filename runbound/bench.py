@@ -59,7 +59,7 @@ from runbound.record import record, recorded
 from runbound.reference.memory import MemoryRunStore
 from runbound.reference.redis import RedisRunStore
 from runbound.reference.redis_server import RedisServer
-from runbound.reference.seeds import s1
+from runbound.reference.seeds import s1, s1_adapter
 from runbound.reference.sqlite import SqliteRunStore
 
 SIZES = (1_000, 10_000, 100_000)
@@ -220,17 +220,18 @@ def filled(n: int, ttl: float | None = None, old: int = 0
                             clock)
     seed = s1.RunStore(max_runs=n, ttl_seconds=ttl, clock=clock)
     plain = DictUnderLock()
+    records = []
     for i in range(n):
         if i == old:
             clock.advance(10_000.0)
         rid = f"run-{i}"
         memory.start(rid)
         memory.transition(rid, Status.FAILED)
-        # S1's writes sort or scan everything: fill its dict directly, as its writes would
-        seed._runs[rid] = s1.RunRecord(run_id=rid, status="failed",
-                                       created_at=clock(), updated_at=clock())
+        records.append(s1.RunRecord(run_id=rid, status="failed", created_at=clock(),
+                                    updated_at=clock()))
         plain.set(rid, "failed", clock())
         clock.advance(0.001)
+    s1_adapter.fill(seed, records)  # as S1's writes would leave it, without their n² time
     return memory, seed, plain, clock
 
 
@@ -249,14 +250,16 @@ def bench_lifecycle(n: int) -> list[Row]:
     seed = s1.RunStore(max_runs=n, ttl_seconds=3600.0, clock=clock)
     plain = DictUnderLock()
     cache = TTLCacheUnderLock(n, 3600.0, clock)
+    records = []
     for i in range(n):
         rid = f"run-{i}"
         memory.start(rid)
         memory.transition(rid, Status.FAILED)
-        seed._runs[rid] = s1.RunRecord(run_id=rid, status="failed", created_at=clock(),
-                                       updated_at=clock())
+        records.append(s1.RunRecord(run_id=rid, status="failed", created_at=clock(),
+                                    updated_at=clock()))
         plain.set(rid, "failed", clock())
         cache.set(rid, "failed", clock())
+    s1_adapter.fill(seed, records)
     ids = _fresh_ids()
     # S1 sorts everything on each put: fewer cycles keep its rounds short at 100k
     seed_cycles = max(3, CYCLES * 100 // n)
@@ -343,8 +346,7 @@ def bench_listing(n: int) -> list[Row]:
                       got[key]) for key, name in (("s1", "S1 replica"),
                                                   ("dict", "dict under a lock"))]
     # how long one listing keeps every other call out (wall: the lock is held in time)
-    timed_m, timed_s = TimedLock(memory._lock), TimedLock(seed._lock)
-    memory._lock, seed._lock = timed_m, timed_s  # type: ignore[assignment]
+    timed_m, timed_s = memory.wrap_lock(TimedLock), s1_adapter.wrap_lock(seed, TimedLock)
     side_by_side({"memory": ours, "s1": theirs}, rounds=3, clock=WALL)
     rows.append(ratio_row("stores", f"lock held by list_runs(50) at {n:,} (median)", WALL,
                           "MemoryRunStore", Sample((statistics.median(timed_m.held),)),

@@ -8,7 +8,8 @@ from runbound.model.protocol import StoreFactory
 from runbound.reference import broken
 from runbound.reference.memory import MemoryRunStore
 from runbound.reference.redis_server import on_local_server
-from runbound.reference.seeds.adapters import FixedS1Store, FixedS2Store, S1Store, S2Store
+from runbound.reference.seeds.s1_adapter import FixedS1Store, S1Store
+from runbound.reference.seeds.s2_adapter import FixedS2Store, S2Store
 from runbound.reference.sqlite import on_disk as sqlite_on_disk
 
 

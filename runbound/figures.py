@@ -21,17 +21,23 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-import matplotlib.pyplot as plt
-from IPython.display import display
-from matplotlib.axes import Axes
-from matplotlib.backend_bases import RendererBase
-from matplotlib.container import BarContainer
-from matplotlib.figure import Figure
-from matplotlib.legend import Legend
-from matplotlib.lines import Line2D
-from matplotlib.path import Path
-from matplotlib.text import Text
-from matplotlib.transforms import Bbox
+try:
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+    from matplotlib.axes import Axes
+    from matplotlib.backend_bases import RendererBase
+    from matplotlib.container import BarContainer
+    from matplotlib.figure import Figure
+    from matplotlib.legend import Legend
+    from matplotlib.lines import Line2D
+    from matplotlib.path import Path
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+except ImportError as missing:  # matplotlib and IPython are the notebooks' extra: say so
+    raise ImportError("runbound.figures needs the notebooks extra: pip install "
+                      f"'runbound[notebooks]' (no module named "
+                      f"{(missing.name or '').partition('.')[0]!r})",
+                      name=missing.name) from missing
 
 from runbound.model.errors import RunboundError
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runbound.cli import positive
+
 try:
     import jupytext
     import nbformat
@@ -58,11 +60,19 @@ def write(notebook: Any, target: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runbound.notebooks", description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0)
+    # > 0: a scale of 0 would run every notebook on nothing
+    parser.add_argument("--scale", type=positive(""), default=1.0,
+                        help="the notebooks' sizes, times this (default 1: full size)")
     parser.add_argument("--out", type=Path, default=NOTEBOOKS,
                         help="where to write the executed .ipynb files")
     parser.add_argument("only", nargs="*", help="notebook names (default: all)")
     args = parser.parse_args(argv)
+    unknown = [n for n in args.only if not any(n in s.name for s in sources())]
+    if unknown:  # or it would run nothing and exit 0
+        parser.error(f"no notebook named {', '.join(unknown)} (they are: "
+                     f"{', '.join(s.stem for s in sources())})")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file, not a directory")
     args.out.mkdir(parents=True, exist_ok=True)
     for source in sources():
         if args.only and not any(name in source.name for name in args.only):

@@ -39,7 +39,7 @@ from runbound.model.check.capabilities import capabilities_of
 from runbound.model.check.conformance import BadFactorySpec, load_factory
 from runbound.model.clock import VirtualClock, waits_elsewhere
 from runbound.model.errors import RunboundError
-from runbound.model.protocol import RunStore, StoreFactory, release
+from runbound.model.protocol import RunStore, StoreFactory, dispose, release
 from runbound.model.spec import MAX_INTERVAL, OPERATIONS, shown
 from runbound.model.wire import (
     CAPABILITY_FIELDS,
@@ -128,11 +128,9 @@ class Server:
     def _drop(self) -> None:
         if self.store is None:
             return
-        try:
-            self.store.close()
-        except Exception as error:  # the kit closed it already; say why, go on
-            print(f"serve: close() raised {error!r}", file=sys.stderr)
-        release(self.store)
+        # the kit closed it already, maybe: say why the close raised, and go on
+        dispose(self.store, on_error=lambda error: print(
+            f"serve: close() raised {error!r}", file=sys.stderr))
         self.store = None
 
     def _reopen(self) -> None:

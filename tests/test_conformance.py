@@ -26,6 +26,7 @@ from runbound.model.check.conformance import (
 from runbound.model.check.stateful import machine_for
 from runbound.model.clock import Clock
 from runbound.model.policy import Policy
+from runbound.model.protocol import dispose
 from runbound.model.records import Run
 from runbound.reference.broken import EvictsActiveStore
 from runbound.reference.memory import MemoryRunStore
@@ -153,3 +154,27 @@ def test_the_cli_refuses_names_it_does_not_know(capsys: pytest.CaptureFixture[st
     assert "no store matches nosuchstore" in capsys.readouterr().err
     assert main(["conform", "runbound.reference.memory:MemoryRunStore", "--invariant", "I99"]) == 2
     assert "no such invariant: I99" in capsys.readouterr().err
+
+
+class _Unclosable(MemoryRunStore):
+    """A store whose close raises, and whose harness hook counts."""
+
+    released = 0
+
+    def close(self) -> None:
+        raise OSError("disk gone")
+
+    def release(self) -> None:
+        self.released += 1
+
+
+def test_dispose_releases_a_store_whose_close_raised() -> None:
+    """What only the harness can end is ended even when close() fails; the error is the
+    caller's to raise or to note."""
+    store = _Unclosable(Policy())
+    with pytest.raises(OSError, match="disk gone"):
+        dispose(store)
+    assert store.released == 1
+    noted: list[Exception] = []
+    dispose(store, on_error=noted.append)
+    assert store.released == 2 and isinstance(noted[0], OSError)

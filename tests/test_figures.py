@@ -3,6 +3,8 @@ defect is caught by the rule it breaks."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import matplotlib
@@ -125,3 +127,16 @@ def test_figures_facts_are_read_back_from_an_output_only_when_recorded() -> None
     facts = FigureFacts(title="t", axes=[])
     assert figure_facts({"metadata": {"runbound": {"figure": facts}}}) == facts
     assert figure_facts({"metadata": {"image/png": {"width": 1}}}) is None
+
+
+@pytest.mark.parametrize("absent", ["matplotlib", "IPython"])
+def test_figures_without_the_notebooks_extra_names_it(absent: str) -> None:
+    """Importing runbound.figures where matplotlib or IPython is not installed is an
+    ImportError naming the extra to install, not a bare ModuleNotFoundError."""
+    script = f"import sys; sys.modules[{absent!r}] = None; import runbound.figures"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1
+    assert last == ("ImportError: runbound.figures needs the notebooks extra: pip install "
+                    f"'runbound[notebooks]' (no module named {absent!r})"), result.stderr

@@ -19,8 +19,8 @@ from runbound.model import spec
 from runbound.model.calls import from_json
 from runbound.model.check import counterexample as cx
 from runbound.model.check import timeline, verify
-from runbound.model.check.capabilities import capabilities_of
 from runbound.model.check.log import check_log, policy_from_json
+from runbound.model.check.profiles import machine_settings
 from runbound.model.clock import VirtualClock
 from runbound.model.policy import Policy
 from runbound.record import record, recorded
@@ -38,7 +38,7 @@ def _i19_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path,
     """RacyStore's I19 failure as verify finds it: the counterexample, and the history
     written beside its timeline."""
     monkeypatch.setattr(verify, "TIMELINES", tmp_path / "timelines")
-    check = verify._linearizable(RacyStore, capabilities_of(RacyStore))
+    check = verify.check_invariant(RacyStore, "I19", machine_settings())
     assert check.verdict == "fail" and check.counterexample is not None
     assert check.counterexample.kind == "history"
     found = cx.write(check.counterexample, tmp_path / "I19.json")

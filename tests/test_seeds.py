@@ -10,6 +10,8 @@ import pytest
 from hypothesis import Phase
 from hypothesis.stateful import run_state_machine_as_test
 
+from runbound.bench import TimedLock
+from runbound.model import rules
 from runbound.model.check.probes import (
     MAX_LOG_LINES_PER_HOUR,
     probe_failing_sweeps,
@@ -18,13 +20,15 @@ from runbound.model.check.probes import (
 from runbound.model.check.profiles import machine_settings
 from runbound.model.check.stateful import machine_for
 from runbound.model.clock import VirtualClock
+from runbound.model.errors import RunboundError
 from runbound.model.invariants import VIOLATIONS
 from runbound.model.lifecycle import Status
 from runbound.model.policy import Policy
 from runbound.model.protocol import StoreFactory
 from runbound.reference.memory import MemoryRunStore
-from runbound.reference.seeds import s1, s2
-from runbound.reference.seeds.adapters import FixedS1Store, S1Store, S2Store
+from runbound.reference.seeds import s1, s1_adapter, s2
+from runbound.reference.seeds.s1_adapter import FixedS1Store, S1Store
+from runbound.reference.seeds.s2_adapter import FixedS2Store, S2Store
 
 
 def caught(factory: StoreFactory, invariant: str) -> None:
@@ -118,6 +122,60 @@ def test_S2_adapter_maps_statuses(clock: VirtualClock) -> None:
     store.close()
 
 
+def refusals(store: object, calls: list[tuple[str, tuple[object, ...]]]) -> list[str]:
+    """The message of each refusal among `calls` (it ends with the rule's text)."""
+    out = []
+    for op, args in calls:
+        try:
+            getattr(store, op)(*args)
+        except RunboundError as error:
+            out.append(str(error))
+    return out
+
+
+def worded(got: list[str], want: list[str]) -> bool:
+    return len(got) == len(want) and all(g.endswith(w) for g, w in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize("factory", [FixedS1Store, FixedS2Store])
+def test_the_fixes_refuse_in_the_words_of_the_rules_table(clock: VirtualClock,
+                                                          factory: StoreFactory) -> None:
+    store = factory(Policy(max_active=1), clock)
+    got = refusals(store, [
+        ("start", ("a",)), ("start", ("a",)), ("start", ("b",)),
+        ("transition", ("a", Status.COMPLETED)), ("transition", ("a", Status.FAILED)),
+        ("heartbeat", ("a",)), ("append_event", ("a", "e")), ("get", ("zz",))])
+    store.close()
+    want = [rules.text("A1"), rules.text("A2", active=1, max_active=1),
+            rules.text("T1", current=Status.COMPLETED, target=Status.FAILED,
+                       allowed="none: it is terminal"),
+            rules.text("T2", op="heartbeat"), rules.text("T2", op="append_event"),
+            rules.text("V1")]
+    assert worded(got, want), got
+
+
+def test_the_S2_adapter_refuses_in_the_words_of_the_rules_table(clock: VirtualClock) -> None:
+    store = S2Store(Policy(), clock)
+    store.start("a")
+    before = refusals(store, [("start", ("a",)), ("get", ("zz",))])
+    store.close()
+    after = refusals(store, [("get", ("a",))])
+    assert worded(before + after, [rules.text("A1"), rules.text("V1"), rules.text("L1")])
+
+
+def test_the_bench_fills_S1_and_wraps_each_lock_through_one_accessor(
+        clock: VirtualClock) -> None:
+    replica = s1.RunStore(max_runs=1, ttl_seconds=None, clock=clock)
+    s1_adapter.fill(replica, [s1.RunRecord(f"r{i}", "failed") for i in range(3)])
+    assert len(replica.list_runs(10)) == 3  # as given: S1's prune (cap 1) did not run
+    timed = s1_adapter.wrap_lock(replica, TimedLock)
+    replica.list_runs(10)
+    memory = MemoryRunStore(Policy(), clock)
+    timed_memory = memory.wrap_lock(TimedLock)
+    memory.start("a")
+    assert len(timed.held) == 1 == len(timed_memory.held)
+
+
 # --- restart and the worker probes ---------------------------------------------------
 
 def test_restart_loses_every_run_in_memory() -> None:
@@ -178,7 +236,7 @@ def test_S1_worker_with_an_interval_time_sleep_refuses_ends(clock: VirtualClock,
     the call itself already broke the spec)."""
     store = S1Store(Policy(ttl=1.0), clock)
     assert store.start_cleanup_worker(interval) is True  # accepted: the defect (W1)
-    worker = store.replica._cleanup_thread
+    worker = store.mapping.worker_thread()
     assert worker is not None
     worker.join(10.0)
     assert not worker.is_alive() and clock.settle([worker])

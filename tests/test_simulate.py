@@ -30,7 +30,7 @@ from runbound.model.sim.workload import (
     draw,
 )
 from runbound.reference.memory import MemoryRunStore
-from runbound.reference.seeds.adapters import S1Store
+from runbound.reference.seeds.s1_adapter import S1Store
 from runbound.reference.sqlite import on_disk
 
 MIXED = Workload(runs=300, arrivals=Poisson(0.5), durations=LogNormal(30, 1),

@@ -35,6 +35,15 @@ def test_every_invariant_is_in_the_spec_with_its_title() -> None:
 
 
 @pytest.mark.parametrize("iid", list(INVARIANTS))
+def test_each_invariant_states_the_registrys_kind_and_checkers(iid: str) -> None:
+    """The prose says what the registry says: always or eventually, who decides it, and
+    the capability it needs."""
+    kind = re.search(r"^- kind: (.+)$", sections()[iid], flags=re.M)
+    assert kind is not None, f"{iid} states no kind"
+    assert kind.group(1) == INVARIANTS[iid].how_decided
+
+
+@pytest.mark.parametrize("iid", list(INVARIANTS))
 def test_invariant_names_code_and_tests_that_exist(iid: str) -> None:
     body = sections()[iid]
     code = re.search(r"- code: (.+)", body)

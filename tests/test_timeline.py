@@ -13,9 +13,9 @@ import pytest
 
 from runbound.model.check import counterexample as cx
 from runbound.model.check import timeline, verify
-from runbound.model.check.capabilities import capabilities_of
 from runbound.model.check.linearizability import Call
 from runbound.model.check.log import check_log
+from runbound.model.check.profiles import machine_settings
 from runbound.model.lifecycle import Status
 from runbound.model.records import Run
 from runbound.reference.broken import RacyStore
@@ -122,7 +122,7 @@ def test_i19_failure_in_verify_writes_its_timeline(tmp_path: Path,
     """Where I19 reports a race, the shrunk history is written as a timeline too."""
 
     monkeypatch.setattr(verify, "TIMELINES", tmp_path)
-    check = verify._linearizable(RacyStore, capabilities_of(RacyStore))
+    check = verify.check_invariant(RacyStore, "I19", machine_settings())
     assert check.verdict == "fail" and check.counterexample is not None
     page = tmp_path / "I19-RacyStore.html"
     assert page.exists() and f"# as a timeline: {page}" in cx.lines(check.counterexample)

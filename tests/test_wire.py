@@ -25,6 +25,7 @@ from runbound.model.clock import VirtualClock
 from runbound.model.errors import InvalidArgument, StoreProcessError
 from runbound.model.invariants import INVARIANTS
 from runbound.model.policy import Policy
+from runbound.model.protocol import dispose
 from runbound.model.wire import WireError, decode, encode, loads
 from runbound.reference import broken
 from runbound.reference.memory import MemoryRunStore
@@ -202,5 +203,4 @@ def test_arguments_json_cannot_carry_reach_the_store_and_are_refused_by_its_rule
             store.start(bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="W1"):
         store.start_cleanup_worker(math.nan)
-    store.close()
-    store.release()
+    dispose(store)

@@ -24,7 +24,7 @@ from runbound.model.check.verify import check_invariant
 from runbound.model.clock import VirtualClock
 from runbound.model.errors import StoreProcessError
 from runbound.model.policy import Policy
-from runbound.model.protocol import Capabilities
+from runbound.model.protocol import Capabilities, dispose
 from runbound.model.records import Run
 from runbound.reference.broken import RacyStore
 
@@ -81,8 +81,7 @@ def test_a_store_not_declaring_thread_safe_still_has_I19_skipped_with_its_reason
     assert not wire.capabilities.thread_safe
     store = wire(Policy(), VirtualClock())
     assert isinstance(store, ProcessRunStore) and not store.thread_safe
-    store.close()
-    store.release()
+    dispose(store)
     check = _i19(wire)
     assert check.verdict == "skipped", check
     assert "does not declare thread_safe" in check.note and "serialises" in check.note
@@ -172,8 +171,7 @@ def test_replies_in_any_order_go_to_their_requests_by_id(tmp_path: Path) -> None
     assert isinstance(got["a"], Run) and got["a"].run_id == "a", got
     assert isinstance(got["b"], Run) and got["b"].run_id == "b", got
     assert not others, [t.name for t in others]
-    store.close()
-    store.release()
+    dispose(store)
 
 
 @pytest.mark.parametrize(("mode", "code"), [("unknown-id", "X4"), ("hang", "X2"),
@@ -191,3 +189,61 @@ def test_a_broken_program_fails_every_call_in_flight_each_naming_its_own(
     with pytest.raises(StoreProcessError, match=code):  # broken for good
         store.get("c")
     store.release()
+
+
+#: a thread-safe store program answering each request as soon as it reads it
+ECHO = textwrap.dedent("""
+    import json, sys
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg["op"] == "hello":
+            result = {"protocol": 1, "capabilities": {"thread_safe": True}}
+        elif msg["op"] == "get":
+            result = {"run_id": msg["args"][0], "status": "pending", "created_at": 1.0,
+                      "updated_at": 1.0, "terminated_at": None, "events": [],
+                      "dropped_events": 0, "seq": 1}
+        else:
+            result = 0 if msg["op"] == "cleanup_workers_alive" else None
+        sys.stdout.write(json.dumps({"id": msg["id"], "result": result}) + "\\n")
+        sys.stdout.flush()
+""")
+
+
+def test_every_caller_gets_its_reply_however_often_the_reader_role_passes(
+        tmp_path: Path) -> None:
+    """Bursts of eight threads making three calls each, switching every microsecond, as
+    the stress check's histories do: each call returns its own run. The reader role
+    passes at every reply; handed to a caller that had just taken its reply and was
+    leaving for good (its last call), it woke nobody, and the callers still waiting sat
+    out the timeout (X2: a hung store, though it had answered)."""
+    script = tmp_path / "echo.py"
+    script.write_text(ECHO)
+    store = exec_factory([sys.executable, str(script)], timeout=5.0)(Policy(), VirtualClock())
+    wrong: list[object] = []
+
+    def calls(burst: int, k: int) -> None:
+        for i in range(3):
+            rid = f"{burst}-{k}-{i}"
+            try:
+                run = store.get(rid)
+            except StoreProcessError as error:
+                wrong.append(error)
+                return
+            if run.run_id != rid:
+                wrong.append((rid, run))
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for burst in range(150):
+            threads = [threading.Thread(target=calls, args=(burst, k)) for k in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60.0)
+            if wrong:
+                break
+    finally:
+        sys.setswitchinterval(switch)
+    assert not wrong, wrong[:3]
+    dispose(store)

@@ -32,7 +32,7 @@ from runbound.model.check.process import exec_factory
 from runbound.model.check.profiles import VERIFY_EXAMPLES, machine_settings, profile_name
 from runbound.model.check.stateful import machine_for
 from runbound.model.check.verify import Check, StoreReport, check_invariant, skipped_checks
-from runbound.model.invariants import INVARIANTS
+from runbound.model.invariants import INVARIANTS, Checker, decided_by
 from runbound.model.protocol import Capabilities, StoreFactory
 
 __all__ = ["BadFactorySpec", "Capabilities", "FactoryFailed", "StoreConformance", "build",
@@ -139,7 +139,7 @@ def conformance_test_case(factory: StoreFactory,
     """A unittest case (pytest collects it) running the stateful check on every
     applicable invariant at once: `TestMyStore = conformance_test_case(my_factory)`."""
     caps = capabilities or capabilities_of(factory)
-    enforce = [i for i in INVARIANTS if i not in caps.skipped() and i != "I18"]
+    enforce = [i for i in decided_by(Checker.STATEFUL) if i not in caps.skipped()]
     machine = machine_for(factory, name="ConformanceMachine", enforce=enforce,
                           restarts=caps.durable, capabilities=caps)
     case: type[unittest.TestCase] = cast(Any, machine).TestCase
@@ -204,6 +204,10 @@ def test_{stem}() -> None:
 
 
 def conform_settings(examples: int | None = None) -> Any:
-    """verify's budget, derandomized: the same store gives the same report."""
-    return machine_settings(database=None, derandomize=True,
-                            max_examples=examples or VERIFY_EXAMPLES[profile_name()])
+    """verify's budget (None: the profile's), derandomized: the same store gives the same
+    report. ValueError for fewer than one example: 0 is not "the default"."""
+    if examples is None:
+        examples = VERIFY_EXAMPLES[profile_name()]
+    if examples < 1:
+        raise ValueError(f"examples must be at least 1, got {examples}")
+    return machine_settings(database=None, derandomize=True, max_examples=examples)

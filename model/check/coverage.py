@@ -4,9 +4,10 @@ An invariant about evictions says nothing about a run in which nothing was evict
 step of the model (a call, or a sweep of the store's worker at its tick) is classified
 here by what it did: its outcome (the call and "ok" or the error class), the status
 changes it made, and the events the invariants are about (a cap eviction, a TTL expiry,
-a lease reap, an event dropped from a full buffer...). `NEEDS` names, per invariant, the
-events without which a pass decides nothing; `verify` turns a pass that never reached
-one of them into "unknown" (vacuous), which fails the run like any unknown. The
+a lease reap, an event dropped from a full buffer...). Each property of the registry
+names the events without which its pass decides nothing (`Invariant.witnesses`);
+`verify` turns a pass that never reached one of them into "unknown" (vacuous), which
+fails the run like any unknown. The
 explorer has the same idea for whole worlds ("sometimes" properties,
 `runbound.model.check.explore.SOMETIMES`); this is its counterpart for sampled runs.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from runbound.model import spec
 from runbound.model.errors import RunboundError
+from runbound.model.invariants import INVARIANTS
 from runbound.model.lifecycle import TRANSITIONS
 
 #: event -> what it is, for the report
@@ -34,23 +36,6 @@ EVENTS: dict[str, str] = {
     "worker-reap": "the worker's own sweep reaped a stale run",
     "updated": "a run's updated_at moved (a mutation stamped it)",
     "terminated": "a run reached a terminal status",
-}
-
-#: invariant -> events without which its pass decides nothing
-NEEDS: dict[str, tuple[str, ...]] = {
-    "I1": ("cap-eviction",),
-    "I2": ("cap-eviction", "admission-refused"),
-    "I3": ("admission-refused",),
-    "I4": ("eviction-beside-active",),
-    "I5": ("ttl-expiry",),
-    "I6": ("terminated",),
-    "I7": ("terminated",),
-    "I8": ("updated",),
-    "I10": ("refusal",),
-    "I12": ("events-dropped",),
-    "I15": ("lease-reap",),
-    "E1": ("worker-expiry",),
-    "E2": ("worker-reap",),
 }
 
 #: every (from, to) status change the table allows
@@ -113,7 +98,7 @@ class Coverage:
 
     def missing(self, invariant: str) -> list[str]:
         """The events `invariant` needs that no step produced."""
-        return [e for e in NEEDS.get(invariant, ()) if not self.events[e]]
+        return [e for e in INVARIANTS[invariant].witnesses if not self.events[e]]
 
     def to_json(self) -> dict[str, Any]:
         return {"events": dict(sorted(self.events.items())),

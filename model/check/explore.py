@@ -626,12 +626,20 @@ def _closed_violations(t: Transition) -> list[Violation]:
                    f"(must be {want}, nothing changed)")]
 
 
+#: how many states (or replayed programs) between two calls of a search's `progress`
+PROGRESS_EVERY = 500
+#: `progress(states, depth)`: how far a search has come (states reached, deepest level)
+Progress = Callable[[int, int], None]
+
+
 def explore(world: World, *, plant: str | None = None, max_states: int = 2_000_000,
             max_depth: int | None = None,
-            visit: Callable[[Node, int, tuple[Action, ...]], None] | None = None) -> Result:
+            visit: Callable[[Node, int, tuple[Action, ...]], None] | None = None,
+            progress: Progress | None = None) -> Result:
     """Breadth-first search of `world`; stops at the first violation (its path is a
     shortest one), at `max_states` or at `max_depth` (then `complete` is False).
-    `visit(node, depth, path)` sees each state reached, with its shortest path."""
+    `visit(node, depth, path)` sees each state reached, with its shortest path;
+    `progress(states, depth)` is called every `PROGRESS_EVERY` states or so."""
     calls: dict[str, Call] = {op: spec.apply for op in (*spec.OPERATIONS, "worker")}
     if plant is not None:
         calls.update(PLANTED[plant][1])
@@ -644,8 +652,12 @@ def explore(world: World, *, plant: str | None = None, max_states: int = 2_000_0
     frontier: deque[tuple[Node, Key, int]] = deque([(root, root_key, 0)])
     result.named_states = orbit_size(root, world)
     started = time.perf_counter()
+    report_at = PROGRESS_EVERY
     while frontier:
         node, node_key, depth = frontier.popleft()
+        if progress is not None and len(parents) >= report_at:  # per node, not per state
+            progress(len(parents), result.depth)
+            report_at = len(parents) + PROGRESS_EVERY
         if visit is not None:
             visit(node, depth, _path(parents, node_key))
         if max_depth is not None and depth >= max_depth:
@@ -768,10 +780,12 @@ class ReplayResult:
 
 
 def replay_paths(world: World, factory: StoreFactory, depth: int,
-                 capabilities: Any = None) -> ReplayResult:
+                 capabilities: Any = None, progress: Progress | None = None
+                 ) -> ReplayResult:
     """Replay, against stores `factory` builds, the shortest path to every state within
     `depth` calls followed by every call from it; stop at the first violation. Paths with
-    a call the store's `capabilities` lack are left out (counted in `skipped`)."""
+    a call the store's `capabilities` lack are left out (counted in `skipped`).
+    `progress(programs, level)` is called every `PROGRESS_EVERY` programs replayed."""
     out = ReplayResult()
     started = time.perf_counter()
 
@@ -789,6 +803,8 @@ def replay_paths(world: World, factory: StoreFactory, depth: int,
                 continue
             program = program_of(world, full)
             out.programs += 1
+            if progress is not None and out.programs % PROGRESS_EVERY == 0:
+                progress(out.programs, level + 1)
             violation = replay(factory, program, None, capabilities)
             if violation is not None:
                 out.failure = (str(violation), program)

@@ -66,6 +66,7 @@ from runbound.model.check.explore import (
     Key,
     Node,
     PathViolation,
+    Progress,
     Result,
     Transition,
     World,
@@ -93,6 +94,9 @@ ALLOWED: Final = sum(sum(1 << STATUSES.index(t) for t in TRANSITIONS[s]) << 8 * 
 MAX_TICK: Final = 1000
 MAX_EVENTS: Final = 63
 MAX_DROPPED: Final = 1023
+#: states between two calls of `progress` (the oracle's `PROGRESS_EVERY`, scaled to a
+#: kernel about a hundred times faster: a few calls a second, compiled or not)
+PROGRESS_EVERY: Final = 10_000
 
 
 def _active(status: int) -> bool:
@@ -246,7 +250,7 @@ class Search:
     """One breadth-first search of one world; `run` makes it and returns the Result."""
 
     def __init__(self, world: World, plant: str | None, max_states: int,
-                 max_depth: int | None) -> None:
+                 max_depth: int | None, progress: Progress | None = None) -> None:
         p = world.policy
         if world.horizon + world.interval >= MAX_TICK - 2 or world.events > MAX_EVENTS:
             raise ValueError(f"the kernel holds ticks below {MAX_TICK - 2} and at most "
@@ -273,6 +277,7 @@ class Search:
             1 if self.plant == _ADMITS_ONE_MORE and self.max_active >= 0 else 0)
         self.max_states = max_states
         self.max_depth = -1 if max_depth is None else max_depth
+        self.progress = progress
         self.orbits = [math.perm(world.ids, k) if world.symmetry else 1
                        for k in range(world.ids + 1)]
         self.calls: dict[str, Call] = {op: spec.apply for op in (*spec.OPERATIONS, "worker")}
@@ -323,8 +328,13 @@ class Search:
         # collector would walk them all again and again for nothing (see `explore`).
         collecting = gc.isenabled()
         gc.disable()
+        progress = self.progress
+        report_at = PROGRESS_EVERY
         try:
             while self.frontier:
+                if progress is not None and self.states >= report_at:  # per node: cheap
+                    progress(self.states, self.depth)
+                    report_at = self.states + PROGRESS_EVERY
                 runs, scal, node_key, depth, self.here = self.frontier.popleft()
                 if self.max_depth >= 0 and depth >= self.max_depth:
                     result.complete = False
@@ -978,10 +988,10 @@ def _unkey(k: KKey, symmetry: bool) -> tuple[tuple[int, ...], int]:
 
 
 def search(world: World, plant: str | None = None, max_states: int = 2_000_000,
-           max_depth: int | None = None) -> Search:
+           max_depth: int | None = None, progress: Progress | None = None) -> Search:
     """The search, made by this module's code (compiled or not): its Result is
     `.result`."""
-    made = Search(world, plant, max_states, max_depth)
+    made = Search(world, plant, max_states, max_depth, progress)
     made.run()
     return made
 
@@ -1004,9 +1014,11 @@ def engine() -> str:
 
 
 def explore(world: World, *, plant: str | None = None, max_states: int = 2_000_000,
-            max_depth: int | None = None, pure: bool = False) -> Result:
+            max_depth: int | None = None, pure: bool = False,
+            progress: Progress | None = None) -> Result:
     """`model.check.explore.explore` on the kernel: the same Result, faster. The compiled kernel
-    where one is built from this source, unless `pure`."""
+    where one is built from this source, unless `pure`. `progress(states, depth)` is
+    called every `PROGRESS_EVERY` states or so."""
     module = None if pure else compiled()
     run = search if module is None else module.search
     # No cyclic collection until the search is dropped: it holds hundreds of thousands
@@ -1017,7 +1029,7 @@ def explore(world: World, *, plant: str | None = None, max_states: int = 2_000_0
     collecting = gc.isenabled()
     gc.disable()
     try:
-        result: Result = run(world, plant, max_states, max_depth).result
+        result: Result = run(world, plant, max_states, max_depth, progress).result
     finally:
         if collecting:
             gc.enable()

@@ -13,7 +13,6 @@ result (`minimal=False`), never passed off as minimal.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from runbound.model.calls import Step
 from runbound.model.check.coverage import Coverage
 from runbound.model.check.stateful import CheckUnknown, machine_for
 from runbound.model.invariants import InvariantViolation
-from runbound.model.protocol import StoreFactory, release
+from runbound.model.protocol import StoreFactory, dispose
 
 
 def run_program(factory: StoreFactory, program: Sequence[Step], enforce: set[str] | None,
@@ -52,9 +51,7 @@ def _quietly_close(machine: Any) -> None:
     store = machine.store
     if store is None:
         return
-    with contextlib.suppress(Exception):  # the store is already being reported
-        store.close()
-    release(store)
+    dispose(store, on_error=lambda error: None)  # the store is already being reported
 
 
 @dataclass

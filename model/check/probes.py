@@ -29,11 +29,14 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from runbound.model.clock import VirtualClock
+from runbound.model.invariants import Checker
 from runbound.model.policy import Policy
-from runbound.model.protocol import StoreFactory, release
+from runbound.model.protocol import RunStore, StoreFactory, dispose
 
 #: I18's bound: a failure logged once per doubling (7 for an hour of 1 s intervals with
 #: the reference's backoff) plus slack; one line per interval would be 3600.
@@ -90,8 +93,7 @@ def _new_threads(before: set[threading.Thread]) -> list[threading.Thread]:
 def _finish(store: object, before: set[threading.Thread]) -> list[threading.Thread]:
     """Close the store, release what the harness must (the S1 replica's worker has no
     stop), and wait for every thread it made to end; returns those that did not."""
-    getattr(store, "close")()  # noqa: B009 - every store has close; mypy sees object
-    release(store)
+    dispose(cast(RunStore, store))
     for thread in _new_threads(before):
         thread.join(GUARD_SECONDS)
     return _new_threads(before)
@@ -264,3 +266,10 @@ def probe_failing_sweeps(factory: StoreFactory, *, seconds: int = 3600) -> Probe
                                              "sweeps: nothing was left to log", 1, 0,
                            lines.lines)
     return ProbeResult("pass", steps, "", 1, 1, lines.lines)
+
+
+#: the probes the property registry names (`runbound.model.invariants.Checker`)
+PROBES: dict[Checker, Callable[[StoreFactory], ProbeResult]] = {
+    Checker.START_RACE: probe_start_race,
+    Checker.FAILING_SWEEPS: probe_failing_sweeps,
+}

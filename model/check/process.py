@@ -206,8 +206,8 @@ class _Process:
                 raise self.error(text, run_id)
             return reply
         finally:
-            with self._mutex:
-                del self._waiting[ident]
+            with self._mutex:  # (gone already, unless the write raised)
+                self._waiting.pop(ident, None)
                 self._replies.pop(ident, None)
 
     def _await(self, ident: int, wake: threading.Lock, deadline: float
@@ -220,9 +220,14 @@ class _Process:
         `runbound.model.clock.waits_elsewhere`), and a ticker waits here for its tick."""
         while True:
             with self._mutex:
+                # a caller leaves `_waiting` in the same step as it takes its reply (or
+                # the failure): a reader handing its role on must find only callers
+                # still waiting, or the role goes to one that is leaving and nobody reads
                 if self.failure is not None:
+                    del self._waiting[ident]
                     return None
                 if ident in self._replies:
+                    del self._waiting[ident]
                     return self._replies.pop(ident)
                 lead = not self._reading
                 self._reading = True

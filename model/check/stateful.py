@@ -63,8 +63,10 @@ from runbound.model.errors import RunboundError
 from runbound.model.invariants import (
     INVARIANTS,
     VIOLATIONS,
+    Checker,
     Observation,
     Violation,
+    decided_by,
     lease_violations,
     overdue_violations,
     restart_violations,
@@ -75,7 +77,7 @@ from runbound.model.invariants import (
 )
 from runbound.model.lifecycle import TERMINAL, TRANSITIONS, Status
 from runbound.model.policy import Policy, SweepMode, UnboundedRetention
-from runbound.model.protocol import RunStore, StoreFactory, release
+from runbound.model.protocol import RunStore, StoreFactory, dispose
 from runbound.model.records import MAX_RUN_ID_LENGTH, Page, Run
 
 # the checks draw every policy on purpose, the ones that keep reaped runs forever too
@@ -138,8 +140,9 @@ def probe_programs(capabilities: Any = None) -> list[list[Step]]:
     """The built-in programs `verify` and `conform` replay before the search: the probe
     program; the one policy it cannot have at once: a TTL of 0 with a lease, where the
     order inside a sweep shows (a reaped run expires in the same sweep); and admission
-    at its bound. Between them every event of `coverage.NEEDS` happens at least once,
-    so a short search is not vacuous by chance."""
+    at its bound. Between them every witness of the property registry
+    (`Invariant.witnesses`) happens at least once, so a short search is not vacuous by
+    chance."""
     zero: list[Step] = [
         {"op": "setup", "policy": policy_to_json(Policy(ttl=0.0, stale_after=5.0)),
          "ids": ["a", "b", "c"], "observe": True},
@@ -272,7 +275,7 @@ class StoreMachine(RuleBasedStateMachine):
     """Drive `factory`'s store and the model in lockstep. Subclass with `machine_for`."""
 
     factory: ClassVar[StoreFactory]
-    enforce: ClassVar[frozenset[str]] = frozenset(INVARIANTS)
+    enforce: ClassVar[frozenset[str]] = frozenset(decided_by(Checker.STATEFUL))
     #: whether `restart` is a rule: on for durable stores and for I17's own run
     restarts: ClassVar[bool] = False
     #: what the store has (runbound.model.check.conformance.Capabilities); None: everything
@@ -339,10 +342,17 @@ class StoreMachine(RuleBasedStateMachine):
             self.seen = self._observe()  # the one look of an end-only example
             found += self._compare_retained()
             found += state_violations(self.seen, self.policy)
-        self._stop_observed(lambda: self._store().close())
-        self._store().close()  # closing twice is safe
-        alive = self._threads()
-        release(self.store)  # a replica whose threads only the harness can end
+        store = self._store()
+        alive: list[threading.Thread] = []
+
+        def close() -> None:
+            self._stop_observed(store.close)
+            store.close()  # closing twice is safe
+            # counted before the release, which ends a replica's threads only the
+            # harness can end
+            alive.extend(self._threads())
+
+        dispose(store, close=close)
         if alive:
             found.append(("I16", f"{len(alive)} thread(s) the store started still alive "
                                  "after close()"))
@@ -554,8 +564,7 @@ class StoreMachine(RuleBasedStateMachine):
         old = self._store()
         if not self.observe:  # an end-only example looks once before the restart too
             self.seen = self._observe()
-        self._stop_observed(old.close)
-        release(old)
+        dispose(old, close=lambda: self._stop_observed(old.close))
         reopen = getattr(old, "reopen", None)
         self.store = reopen() if callable(reopen) else type(self).factory(self.policy,
                                                                          self.clock)
@@ -719,7 +728,7 @@ def machine_for(factory: StoreFactory, *, name: str = "StoreMachine",
                 restarts: bool = False, capabilities: Any = None) -> type[StoreMachine]:
     """A state machine class checking the stores `factory` builds. Its `.TestCase` is a
     unittest case pytest collects; `verify` runs it with `run_state_machine_as_test`."""
-    enforced = frozenset(INVARIANTS if enforce is None else enforce)
+    enforced = frozenset(decided_by(Checker.STATEFUL) if enforce is None else enforce)
     unknown = enforced - INVARIANTS.keys()
     if unknown:
         raise ValueError(f"no such invariants: {sorted(unknown)}")

@@ -1,8 +1,10 @@
 """`runbound verify`: hold stores to the model and tabulate the verdicts.
 
-Each (store, invariant) pair is its own stateful run that raises on that invariant only,
-so a common violation cannot mask a rarer one and each gets its own counterexample. A
-verdict is:
+Each (store, invariant) pair is its own check, raising on that invariant only, so a common
+violation cannot mask a rarer one and each gets its own counterexample. The property
+registry (`runbound.model.invariants.INVARIANTS`) names the checkers that decide each
+property; `DECIDERS` is the one table from those names to the functions here, so no
+property is special-cased by id. A verdict is:
 - "pass": the budget ran out with no violation;
 - "fail": with the program, made 1-minimal by replay (`check/minimize.py`), its length, the
   seconds until the first violation was seen, and what differed;
@@ -45,7 +47,7 @@ from runbound.model.check.profiles import MINIMIZE_REPLAYS, machine_settings, pr
 from runbound.model.check.stateful import CheckUnknown, machine_for, probe_programs
 from runbound.model.errors import StoreProcessError
 from runbound.model.files import SPECS
-from runbound.model.invariants import INVARIANTS, InvariantViolation
+from runbound.model.invariants import INVARIANTS, Checker, InvariantViolation
 from runbound.model.protocol import Capabilities, StoreFactory
 
 Verdict = Literal["pass", "fail", "unknown", "skipped"]
@@ -138,42 +140,62 @@ def corpus(invariant: str, path: Path = CORPUS) -> list[list[dict[str, Any]]]:
     return [list(c.program) for c in found if c.invariant == invariant and c.replayable]
 
 
+@dataclass(frozen=True)
+class Task:
+    """What a checker is asked: one property of the stores a factory builds."""
+
+    factory: StoreFactory
+    invariant: str
+    settings: Settings
+    capabilities: Capabilities
+    #: earlier counterexamples, replayed before a search
+    programs: tuple[Sequence[dict[str, Any]], ...] = ()
+
+
+#: a checker, asked one property of a factory's stores
+DecideFn = Callable[[Task], Check]
+
+
 def check_invariant(factory: StoreFactory, invariant: str, settings: Settings,
                     capabilities: Any = None, *, restart_all: bool = False,
                     programs: Sequence[Sequence[dict[str, Any]]] = ()) -> Check:
-    """One verdict. I18 is a probe; I11 is the stateful run, then the start-race probe
-    (a pass needs both: a race never exercised leaves it unknown); I17 is the stateful
-    run with `restart` among its rules; the rest, the stateful run. A check the store's
-    declared capabilities leave out is "skipped". `restart_all`: check I17 whatever the
-    store declares (`verify`'s table shows which stores keep their runs). `programs`:
-    replayed before the search (a corpus of earlier counterexamples)."""
+    """One verdict: each checker the property registry names for `invariant` (`DECIDERS`),
+    in order. It passes when every one passes (a race never exercised leaves the start
+    race unknown, so I11 with it); otherwise the first verdict that is not a pass, with
+    the seconds of all. A check the store's declared capabilities leave out is
+    "skipped". `restart_all`: check I17 whatever the store declares (`verify`'s table
+    shows which stores keep their runs). `programs`: replayed before the search (a
+    corpus of earlier counterexamples)."""
     caps = capabilities if capabilities is not None else capabilities_of(factory)
-    why = None if restart_all and invariant == "I17" else caps.skipped().get(invariant)
+    prop = INVARIANTS[invariant]
+    durable = restart_all and prop.needs == "durable"
+    why = None if durable else caps.skipped().get(invariant)
     if why is not None:
         return Check(invariant, "skipped", 0, 0.0, note=f"not checked: the store {why}")
-    if invariant == "I19":
-        return _linearizable(factory, caps)
-    if invariant == "I18":
-        return _from_probe(invariant, lambda: probes.probe_failing_sweeps(factory))
+    task = Task(factory, invariant, settings, caps, tuple(programs))
     began = time.perf_counter()
+    checks: list[Check] = []
     try:
-        check = _stateful(factory, invariant, settings, caps, programs)
-        if invariant == "I11" and check.verdict == "pass":
-            race = _from_probe(invariant, lambda: probes.probe_start_race(factory))
-            if race.verdict != "pass":
-                race.seconds = round(race.seconds + check.seconds, 3)
-                return race
-            check.note = race.note
+        for checker in prop.checkers:
+            checks.append(DECIDERS[checker](task))
+            if checks[-1].verdict != "pass":
+                break
     except StoreProcessError as error:  # a crash, a hang, garbage: the store failed
         return Check(invariant, "fail", 0, round(time.perf_counter() - began, 3),
                      Counterexample(invariant, "probe", Differed(str(error)),
                                     steps=(str(error),)),
                      f"the store process failed: {error}")
-    return check
+    # the first that did not pass; when all passed, the first (the stateful check's calls
+    # and coverage, where it is one), with the notes of all
+    verdict = checks[-1] if checks[-1].verdict != "pass" else checks[0]
+    verdict.seconds = round(sum(c.seconds for c in checks), 3)
+    verdict.note = "; ".join(c.note for c in checks if c.note)
+    return verdict
 
 
-def _linearizable(factory: StoreFactory, capabilities: Capabilities) -> Check:
+def _linearizable(task: Task) -> Check:
     """I19: threads call the store at once; each history must be linearizable."""
+    factory = task.factory
     began = time.perf_counter()
     verdict, history = linearizability.stress(factory)
     seconds = round(time.perf_counter() - began, 3)
@@ -214,7 +236,13 @@ def _linearizable(factory: StoreFactory, capabilities: Capabilities) -> Check:
         f"I19: {verdict.note}")
 
 
-def _from_probe(invariant: str, probe: Callable[[], probes.ProbeResult]) -> Check:
+def _from_probe(checker: Checker) -> DecideFn:
+    """A probe as a checker: it runs on its own stores, its verdict as it says."""
+    return lambda task: _probe_check(task.invariant, lambda: probes.PROBES[checker](
+        task.factory))
+
+
+def _probe_check(invariant: str, probe: Callable[[], probes.ProbeResult]) -> Check:
     began = time.perf_counter()
     result = probe()
     seconds = round(time.perf_counter() - began, 3)
@@ -225,12 +253,15 @@ def _from_probe(invariant: str, probe: Callable[[], probes.ProbeResult]) -> Chec
     return Check(invariant, verdict, len(result.steps), seconds, found, result.message)
 
 
-def _stateful(factory: StoreFactory, invariant: str, settings: Settings,
-              capabilities: Any = None, programs: Sequence[Sequence[dict[str, Any]]] = ()
-              ) -> Check:
-    durable = bool(getattr(capabilities, "durable", False))
+def _stateful(task: Task) -> Check:
+    """The stateful check, raising on `task.invariant` only; the store restarted among its
+    steps where the property is about restarts (I17) or the store declares itself
+    durable (a restart must then change nothing any other property sees)."""
+    factory, invariant, settings = task.factory, task.invariant, task.settings
+    capabilities, programs = task.capabilities, task.programs
+    restarts = INVARIANTS[invariant].needs == "durable" or capabilities.durable
     machine = machine_for(factory, enforce={invariant}, capabilities=capabilities,
-                          restarts=invariant == "I17" or durable)
+                          restarts=restarts)
     began = time.perf_counter()
     for program in (*probe_programs(capabilities), *programs):
         try:
@@ -268,6 +299,16 @@ def _stateful(factory: StoreFactory, invariant: str, settings: Settings,
                      coverage=machine.coverage.to_json())
     return Check(invariant, "pass", machine.calls[0], seconds,
                  coverage=machine.coverage.to_json())
+
+
+#: each checker the property registry names (`Invariant.checkers`), as a function of the
+#: task: the one place a property is sent to what decides it
+DECIDERS: dict[Checker, DecideFn] = {
+    Checker.STATEFUL: _stateful,
+    Checker.START_RACE: _from_probe(Checker.START_RACE),
+    Checker.FAILING_SWEEPS: _from_probe(Checker.FAILING_SWEEPS),
+    Checker.LINEARIZABILITY: _linearizable,
+}
 
 
 def _failed(factory: StoreFactory, invariant: str, capabilities: Any,
@@ -344,15 +385,19 @@ def write_json(reports: Sequence[StoreReport], path: Path) -> None:
     path.write_text(json.dumps(to_json(reports), indent=2) + "\n")
 
 
-def render(reports: Sequence[StoreReport], out: Console | None = None) -> None:
+def render(reports: Sequence[StoreReport], out: Console | None = None, *,
+           title: str | None = None, expected: bool = True) -> None:
     """Invariants down, stores across: a cell is pass, or FAIL with the shrunk program's
-    length in calls (its program follows the table), unknown or skip."""
+    length in calls (its program follows the table), unknown or skip. `title`: the
+    table's, if not verify's. `expected`: a last row saying whether each store broke what
+    it is known to and nothing else (meaningless for a store with no known defects, as
+    in `conform`, where every check must pass)."""
     out = out or console()
     ids = [i for i in INVARIANTS if any(c.invariant == i for r in reports for c in r.checks)]
     # Invariant titles only where they fit beside the stores (80 columns: ids alone; the
     # titles are in `runbound --help` and specs/invariants.md).
     wide = out.width >= 60 + 10 * len(reports)
-    table = Table(title="verdicts: invariant x store", box=box.SIMPLE_HEAD)
+    table = Table(title=title or "verdicts: invariant x store", box=box.SIMPLE_HEAD)
     table.add_column("invariant" if wide else "", max_width=48, no_wrap=not wide)
     for report in reports:
         table.add_column(report.name, justify="center", no_wrap=True)
@@ -372,10 +417,11 @@ def render(reports: Sequence[StoreReport], out: Console | None = None) -> None:
             else:
                 row.append("[yellow]unknown[/]")
         table.add_row(*row)
-    table.add_row("expected", *("[green]yes[/]" if r.as_expected else "[red bold]NO[/]"
-                                for r in reports))
-    table.caption = ("FAIL n: a counterexample of n calls, below; expected: the store "
-                     "breaks what it is known to, and nothing else")
+    table.caption = "FAIL n: a counterexample of n calls, below"
+    if expected:
+        table.add_row("expected", *("[green]yes[/]" if r.as_expected else "[red bold]NO[/]"
+                                    for r in reports))
+        table.caption += "; expected: the store breaks what it is known to, and nothing else"
     out.print(table)
     for report in reports:
         for check in report.checks:

@@ -49,11 +49,15 @@ S1_MOVES = {"pending": {"processing", "failed", "cancelled"},  # 3: status chang
 
 
 class StoreFullError(RuntimeError):
-    pass
+    def __init__(self, active: int, max_active: int) -> None:
+        super().__init__(f"{active} runs in progress, max_active is {max_active}")
+        self.active = active  # what the adapter's refusal (A2) names
 
 
 class RunFinishedError(RuntimeError):
-    pass
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status  # the run's when refused: what the adapter's refusal names
 
 
 @dataclass
@@ -110,8 +114,7 @@ class FixedRunStore(s1.RunStore):
             active = sum(1 for r in self._runs.values() if r.status not in S1_FINISHED)
             replacing_active = old is not None and old.status not in S1_FINISHED
             if self._max_active is not None and active - replacing_active >= self._max_active:
-                raise StoreFullError(f"{active} runs in progress, max_active is "
-                                     f"{self._max_active}")  # 1
+                raise StoreFullError(active, self._max_active)  # 1
             self._runs[record.run_id] = record
             self._prune_locked(now)
 
@@ -120,10 +123,12 @@ class FixedRunStore(s1.RunStore):
             self._prune_locked(now)
             record = self._visible(run_id, now)
             if record.status in S1_FINISHED:
-                raise RunFinishedError(f"Run ID {run_id} is {record.status}")  # 3
+                raise RunFinishedError(f"Run ID {run_id} is {record.status}",  # 3
+                                       record.status)
             status = updates.get("status", record.status)
             if status != record.status and status not in S1_MOVES.get(record.status, ()):
-                raise RunFinishedError(f"Run ID {run_id}: {record.status} -> {status}")
+                raise RunFinishedError(f"Run ID {run_id}: {record.status} -> {status}",
+                                       record.status)
             updates.pop("run_id", None)
             if self._max_artifacts is not None and "artifacts" in updates:  # 5
                 updates["artifacts"] = updates["artifacts"][-self._max_artifacts:] \
@@ -189,7 +194,9 @@ class FixedRunStore(s1.RunStore):
 # --- S2 -----------------------------------------------------------------------------
 
 class RegistryFull(RuntimeError):
-    pass
+    def __init__(self, active: int) -> None:
+        super().__init__(f"{active} runs active")
+        self.active = active  # what the adapter's refusal (A2) names
 
 
 class FixedChatRunRegistry(s2.ChatRunRegistry):
@@ -217,7 +224,7 @@ class FixedChatRunRegistry(s2.ChatRunRegistry):
                 return False
             if self.max_active is not None and active >= self.max_active:
                 self._inner = saved
-                raise RegistryFull(f"{active} runs active")  # 3
+                raise RegistryFull(active)  # 3
             self._inner[conversation_id] = s2._RunState(
                 s2.ChatRunInfo(conversation_id, "running", started_at=now, updated_at=now))
             return True
