@@ -1,7 +1,6 @@
 """`runbound check-log LOG`: the command around `runbound.model.check.log` (kept out of
 `runbound/cli.py` so that file only names it), and what it shares with the other commands
-(`runbound/cli.py` imports them from here): how a `--json PATH` is written, how a bad
-file's error is worded."""
+(`runbound/cli.py` imports it from here): how a bad file's error is worded."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
 from runbound.model.check import timeline
 from runbound.model.check.log import LogError, LogVerdict, check_log, report
 from runbound.model.errors import RunboundError
+from runbound.model.files import write_json
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {path}")
         if isinstance(args.json, Path):
-            dump_json(args.json, as_json(verdict, written))
+            write_json(args.json, as_json(verdict, written))
             print(f"wrote {args.json}")
         if verdict.verdict == "unknown" and not args.allow_unknown:
             print("not shown to fit the model: the check could not decide "
@@ -65,12 +65,6 @@ def as_json(verdict: LogVerdict, written: list[str]) -> dict[str, object]:
             "window": [json.loads(e.text) | {"line": e.line} for e in verdict.window],
             "overlapping": verdict.overlapping, "max_running": verdict.max_running,
             "max_configurations": verdict.max_configurations, "written": written}
-
-
-def dump_json(path: Path, data: object) -> None:
-    """A command's `--json PATH`: the verdict as data, its folder made if need be."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def said(error: BaseException) -> str:

@@ -23,7 +23,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from runbound import __version__
 from runbound import seeds_report as report
 from runbound.catalog import BROKEN, STORES
-from runbound.check_log_cli import dump_json, run, said
+from runbound.check_log_cli import run, said
 from runbound.model.calls import policy_to_json
 from runbound.model.check import counterexample as cx
 from runbound.model.check import explore, explore_kernel
@@ -51,10 +51,11 @@ from runbound.model.check.replay import (
     replay_file,
     replay_history,
 )
-from runbound.model.check.verify import Check, check_many, console, render, write_json
+from runbound.model.check.verify import Check, check_many, console, render
+from runbound.model.check.verify import to_json as verdicts_json
 from runbound.model.diagram import SPEC_FILE, render_lifecycle_section, splice
 from runbound.model.errors import PolicyError, RunboundError, StoreProcessError
-from runbound.model.files import SPECS
+from runbound.model.files import SPECS, write_json
 from runbound.model.invariants import INVARIANTS
 from runbound.model.lifecycle import TRANSITIONS, Status
 from runbound.model.policy import Policy
@@ -306,7 +307,7 @@ def _conform(args: argparse.Namespace) -> int:
     render([report], out, title=f"conformance of {name}: invariant x verdict",
            expected=False)
     if args.json:
-        write_json([report], args.json)
+        write_json(args.json, verdicts_json([report]))
         out.print(f"wrote {args.json}")
     for path in write_counterexamples(report, args.factory, args.out):
         out.print(f"wrote {path}")
@@ -509,7 +510,7 @@ def _explore_json(args: argparse.Namespace, world: explore.World, result: explor
             "programs": replayed.programs, "skipped": replayed.skipped,
             "failure": None if replayed.failure is None else replayed.failure[0]},
     }
-    dump_json(args.json, data)
+    write_json(args.json, data)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -556,7 +557,7 @@ def _replay_json(args: argparse.Namespace, program: Counterexample | None, verdi
     trace replayed, None for a history (no store runs)."""
     if args.json is None:
         return
-    dump_json(args.json, {
+    write_json(args.json, {
         "verdict": verdict, "kind": "history" if program is None else "program",
         "trace": str(args.trace), "invariant": invariant,
         "factory": None if program is None else args.factory or program.factory,
@@ -568,40 +569,14 @@ def _checkout() -> bool:
     return (SPECS.resolve().parent / "pyproject.toml").is_file()
 
 
-def _verdicts(path: Path) -> None:
-    """UsageError unless `path` holds verdicts as `runbound verify --json` writes them
-    (checked here: the seeds report reads them as that shape)."""
-    how = f"write them first with `runbound verify --json {path}`"
-    if not path.is_file():
-        raise UsageError(f"no verdicts at {path}: {how}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UsageError(f"{path} is not JSON ({said(error)}): {how}") from None
-    stores = data.get("stores") if isinstance(data, dict) else None
-    if not isinstance(stores, list) or not all(
-            isinstance(s, dict) and isinstance(s.get("name"), str)
-            and isinstance(s.get("checks"), list)
-            and all(isinstance(c, dict) and isinstance(c.get("invariant"), str)
-                    and isinstance(c.get("verdict"), str) for c in s["checks"])
-            for s in stores):
-        raise UsageError(f'{path} holds no verdicts of `runbound verify --json` '
-                         f'({{"stores": [{{"name", "checks": [{{"invariant", "verdict", '
-                         f'...}}]}}]}}): {how}')
-    missing = [f"seed:{seed}" for seed in report.SEEDS
-               if f"seed:{seed}" not in {s["name"] for s in stores}]
-    if missing:  # every row would differ for want of a verdict: not what was meant
-        raise UsageError(f"{path} holds no verdicts of {', '.join(missing)}: write them with "
-                         f"`runbound verify --json {path}` (no --store)")
-
-
 def _seeds(args: argparse.Namespace) -> int:
-    _verdicts(args.source)
     if not args.check and not _checkout():
         raise UsageError("writes specs/ of a runbound checkout; this runbound is installed "
                          "(its specs/ are the package's copy): run it in a clone")
     try:
         return _seeds_check(args) if args.check else _seeds_write(args)
+    except report.BadVerdicts as error:
+        raise UsageError(str(error)) from None
     except cx.BadCounterexample as error:  # a counterexample among the verdicts
         raise UsageError(f"{args.source}: {said(error)}") from None
 
@@ -663,7 +638,7 @@ def _verify(args: argparse.Namespace) -> int:
                              jobs=args.jobs, progress=progress)
     render(reports, out)
     if args.json:
-        write_json(reports, args.json)
+        write_json(args.json, verdicts_json(reports))
         out.print(f"wrote {args.json}")
     surprises = [r.name for r in reports if not r.as_expected]
     if surprises:

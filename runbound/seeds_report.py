@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from runbound.catalog import STORES
 from runbound.model.check import counterexample as cx
@@ -70,6 +70,39 @@ NOT_FIXED = {"I13": "the API stays the seed's own", "I14": "the API stays the se
 
 
 FOUND = "found by the checker"
+
+
+class BadVerdicts(ValueError):
+    """A file that is not verdicts as `runbound verify --json` writes them."""
+
+
+def read_verdicts(path: Path) -> dict[str, Any]:
+    """The verdicts `runbound verify --json` wrote to `path`, checked to be of that shape
+    and to hold both seeds' replicas (else every row would differ for want of one);
+    BadVerdicts, saying how to write them, if not."""
+    how = f"write them first with `runbound verify --json {path}`"
+    if not path.is_file():
+        raise BadVerdicts(f"no verdicts at {path}: {how}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadVerdicts(f"{path} is not JSON ({error}): {how}") from None
+    stores = data.get("stores") if isinstance(data, dict) else None
+    if not isinstance(stores, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("name"), str)
+            and isinstance(s.get("checks"), list)
+            and all(isinstance(c, dict) and isinstance(c.get("invariant"), str)
+                    and isinstance(c.get("verdict"), str) for c in s["checks"])
+            for s in stores):
+        raise BadVerdicts(f'{path} holds no verdicts of `runbound verify --json` '
+                          f'({{"stores": [{{"name", "checks": [{{"invariant", "verdict", '
+                          f'...}}]}}]}}): {how}')
+    missing = [f"seed:{seed}" for seed in SEEDS
+               if f"seed:{seed}" not in {s["name"] for s in stores}]
+    if missing:
+        raise BadVerdicts(f"{path} holds no verdicts of {', '.join(missing)}: write them "
+                          f"with `runbound verify --json {path}` (no --store)")
+    return cast(dict[str, Any], data)
 
 
 def rows_from_verify(verify: dict[str, Any]) -> list[dict[str, Any]]:
@@ -138,7 +171,7 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def write(verify_json: Path) -> list[dict[str, Any]]:
-    rows = rows_from_verify(json.loads(verify_json.read_text()))
+    rows = rows_from_verify(read_verdicts(verify_json))
     (SPECS / "seeds.json").write_text(_json_text(rows))
     (SPECS / "seeds.md").write_text(render_markdown(rows))
     return rows
@@ -177,7 +210,7 @@ def differences(verify_json: Path) -> tuple[list[str], list[str]]:
         errors.append("specs/seeds.json is not as `runbound seeds` writes it")
     committed = {(r["seed"], r["invariant"]): r for r in committed_rows}
     fresh = {(r["seed"], r["invariant"]): r
-             for r in rows_from_verify(json.loads(verify_json.read_text()))}
+             for r in rows_from_verify(read_verdicts(verify_json))}
     for key in sorted(committed.keys() | fresh.keys()):
         a, b = committed.get(key), fresh.get(key)
         if a == b:

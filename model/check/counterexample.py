@@ -24,6 +24,7 @@ from typing import Any, Literal, cast
 
 from runbound.model.calls import Step, step_text
 from runbound.model.errors import RunboundError
+from runbound.model.files import write_json
 from runbound.model.invariants import INVARIANTS, InvariantViolation
 
 #: the version of the JSON form: `from_json` refuses any other
@@ -184,9 +185,7 @@ def from_json(data: object, source: str = "counterexample") -> Counterexample:
 
 
 def write(cx: Counterexample, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_json(cx), indent=1) + "\n")
-    return path
+    return write_json(path, to_json(cx), indent=1)
 
 
 def read(path: Path) -> Counterexample:

@@ -380,11 +380,6 @@ def to_json(reports: Sequence[StoreReport]) -> dict[str, Any]:
                         "checks": [c.to_json() for c in r.checks]} for r in reports]}
 
 
-def write_json(reports: Sequence[StoreReport], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_json(reports), indent=2) + "\n")
-
-
 def render(reports: Sequence[StoreReport], out: Console | None = None, *,
            title: str | None = None, expected: bool = True) -> None:
     """Invariants down, stores across: a cell is pass, or FAIL with the shrunk program's
